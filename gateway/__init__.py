@@ -1,0 +1,121 @@
+"""DeepClassify's HTTP gateway: photos in, ImageNet classes out.
+
+``create_app`` builds the Flask app; gunicorn serves it (see
+``gateway/gunicorn.conf.py``). The gateway decodes images itself and asks
+the model server over gRPC; it never imports TensorFlow.
+"""
+
+import logging
+import time
+import uuid
+
+import flask
+import werkzeug.exceptions
+
+from gateway import errors
+from gateway.config import load_config
+from gateway.fetch import FetchPolicy
+from gateway.model_client import ModelClient
+from gateway.routes import api, page
+
+log = logging.getLogger("gateway.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def create_app(config=None):
+    """Builds the gateway app.
+
+    Args:
+        config: settings overriding the defaults and the environment (see
+            ``gateway.config``). Defaults to none.
+
+    Returns:
+        The Flask app. No connection is opened until the first request.
+    """
+    settings = load_config(config)
+    app = flask.Flask(__name__, static_folder=None)
+    app.config["DEEPCLASSIFY"] = settings
+    # Werkzeug refuses larger bodies with 413 before they are read; a little
+    # room is left for the multipart framing around the file itself.
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_UPLOAD_BYTES"] + 64 * 1024
+    app.json.sort_keys = False
+
+    app.extensions["model_client"] = ModelClient(
+        settings["MODEL_SERVER"],
+        deadline_seconds=settings["MODEL_DEADLINE_SECONDS"],
+        status_deadline_seconds=settings["MODEL_STATUS_DEADLINE_SECONDS"],
+        lb_policy=settings["MODEL_LB_POLICY"],
+    )
+    app.extensions["fetch_policy"] = FetchPolicy.from_config(settings)
+    app.extensions["weights_by_version"] = {}
+
+    app.register_blueprint(api)
+    app.register_blueprint(page)
+    _register_error_handlers(app)
+    _register_request_log(app)
+
+    return app
+
+
+def _register_error_handlers(app):
+    @app.errorhandler(errors.ApiError)
+    def on_api_error(error):
+        if error.status >= 500:
+            flask.g.error = error.detail
+        return errors.problem_response(error)
+
+    @app.errorhandler(werkzeug.exceptions.RequestEntityTooLarge)
+    def on_too_large(error):
+        limit = app.config["DEEPCLASSIFY"]["MAX_UPLOAD_BYTES"]
+        return errors.problem_response(
+            errors.PayloadTooLarge(
+                f"the request body is larger than {limit:,} bytes, the most accepted"
+            )
+        )
+
+    @app.errorhandler(werkzeug.exceptions.HTTPException)
+    def on_http_error(error):
+        problem = errors.ApiError(error.description)
+        problem.status = error.code
+        problem.title = error.name
+        problem.slug = error.name.lower().replace(" ", "-")
+        return errors.problem_response(problem)
+
+    @app.errorhandler(Exception)
+    def on_unexpected(error):
+        log.exception("unexpected error in %s %s", flask.request.method, flask.request.path)
+        return errors.problem_response(
+            errors.ApiError("an unexpected error occurred; it has been logged")
+        )
+
+
+def _register_request_log(app):
+    @app.before_request
+    def start_request():
+        incoming = flask.request.headers.get(REQUEST_ID_HEADER, "")
+        if not incoming or len(incoming) > MAX_REQUEST_ID_LENGTH or not incoming.isprintable():
+            incoming = uuid.uuid4().hex
+        flask.g.request_id = incoming
+        flask.g.started = time.perf_counter()
+        flask.g.stages = {}
+
+    @app.after_request
+    def log_request(response):
+        response.headers[REQUEST_ID_HEADER] = flask.g.get("request_id", "")
+        total = (time.perf_counter() - flask.g.get("started", time.perf_counter())) * 1000
+        stages = " ".join(f"{k}={v}" for k, v in flask.g.get("stages", {}).items() if k != "total")
+        log.info(
+            "id=%s %s %s status=%d in=%s out=%s total_ms=%.1f %s%s",
+            flask.g.get("request_id", "-"),
+            flask.request.method,
+            flask.request.path,
+            response.status_code,
+            flask.request.content_length or 0,
+            response.calculate_content_length() or 0,
+            total,
+            stages,
+            f" error={flask.g.error!r}" if flask.g.get("error") else "",
+        )
+        return response

@@ -1,0 +1,78 @@
+"""The gateway's settings: defaults in one place, overridable two ways.
+
+Every setting has a default here. An environment variable named
+``DEEPCLASSIFY_<SETTING>`` overrides it (parsed to the default's type),
+and a dict passed to ``create_app`` overrides both; tests use the dict.
+"""
+
+import os
+
+ENV_PREFIX = "DEEPCLASSIFY_"
+
+DEFAULTS = {
+    # The model server: host:port, or a gRPC target such as dns:///host:8500.
+    "MODEL_SERVER": "127.0.0.1:8500",
+    # Seconds a Predict call may take before the answer is 504.
+    "MODEL_DEADLINE_SECONDS": 10.0,
+    # Seconds a status or metadata call may take.
+    "MODEL_STATUS_DEADLINE_SECONDS": 3.0,
+    # gRPC load-balancing policy across the addresses the target resolves to.
+    "MODEL_LB_POLICY": "pick_first",
+    # Largest upload, in bytes (the whole request body); larger is 413.
+    "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    # Largest decoded image, in pixels, checked from the header; larger is 413.
+    "MAX_IMAGE_PIXELS": 50_000_000,
+    # Fetching by URL: seconds to connect, and in all.
+    "FETCH_CONNECT_TIMEOUT_SECONDS": 3.0,
+    "FETCH_TOTAL_TIMEOUT_SECONDS": 10.0,
+    # Largest body fetched from a URL, in bytes; cut while streaming.
+    "FETCH_MAX_BYTES": 20 * 1024 * 1024,
+    # Redirects followed when fetching, each checked like the first URL.
+    "FETCH_MAX_REDIRECTS": 3,
+    # Networks (CIDR, comma-separated) that URLs may reach although they are
+    # loopback or private. Empty by default: only public addresses. Meant for
+    # tests and private deployments.
+    "FETCH_ALLOW_NETWORKS": "",
+    # Classes answered when the request does not say, and the most allowed.
+    "DEFAULT_TOP_K": 5,
+    "MAX_TOP_K": 10,
+    # Folder of the web page, served at /.
+    "UI_FOLDER": os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui"),
+}
+
+
+def load_config(overrides=None, environ=None):
+    """Merges defaults, environment variables and explicit overrides.
+
+    Args:
+        overrides: settings that win over everything. Defaults to none.
+        environ: the environment to read. Defaults to ``os.environ``.
+
+    Returns:
+        A dict with every setting of ``DEFAULTS``.
+
+    Raises:
+        ValueError: an environment variable does not parse as its type, or
+            an override names an unknown setting.
+    """
+    environ = os.environ if environ is None else environ
+    config = dict(DEFAULTS)
+
+    for name, default in DEFAULTS.items():
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is None:
+            continue
+        try:
+            config[name] = type(default)(raw)
+        except ValueError as error:
+            raise ValueError(
+                f"{ENV_PREFIX}{name}={raw!r} is not a valid "
+                f"{type(default).__name__}"
+            ) from error
+
+    unknown = set(overrides or {}) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    config.update(overrides or {})
+
+    return config

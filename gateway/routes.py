@@ -1,0 +1,197 @@
+"""The gateway's HTTP routes: the classify API, model status and the page."""
+
+import hashlib
+import logging
+import time
+
+import flask
+import numpy as np
+
+from deepclassify import contract
+from gateway import imaging, labels
+from gateway.errors import BadRequest, ModelUnavailable
+from gateway.fetch import fetch_image_bytes
+
+log = logging.getLogger(__name__)
+
+api = flask.Blueprint("api", __name__)
+page = flask.Blueprint("page", __name__)
+
+UI_ROUTES = ("/", "/url", "/upload")
+
+
+def _stage(name, started):
+    """Records the milliseconds of one stage of this request."""
+    elapsed = (time.perf_counter() - started) * 1000
+    flask.g.stages[name] = round(elapsed, 2)
+
+
+def _top_k(request):
+    config = flask.current_app.config["DEEPCLASSIFY"]
+    body = request.get_json(silent=True) if request.is_json else None
+    raw = (body or {}).get("top_k", request.values.get("top_k"))
+    if raw is None:
+        return config["DEFAULT_TOP_K"]
+
+    limit = config["MAX_TOP_K"]
+    if isinstance(raw, bool) or not str(raw).strip().lstrip("-").isdigit():
+        raise BadRequest(f"top_k must be a whole number from 1 to {limit}; received {raw!r}")
+    value = int(raw)
+    if not 1 <= value <= limit:
+        raise BadRequest(f"top_k must be from 1 to {limit}; received {value}")
+
+    return value
+
+
+def _read_image_source(request):
+    """Returns ``(bytes, source, url)`` from an upload or a JSON url."""
+    config = flask.current_app.config["DEEPCLASSIFY"]
+    if "image" in request.files:
+        return request.files["image"].read(), "upload", None
+
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest('the JSON body must be an object such as {"url": "https://..."}')
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise BadRequest('the JSON body needs a "url" string naming an image')
+        started = time.perf_counter()
+        data = fetch_image_bytes(url, flask.current_app.extensions["fetch_policy"])
+        _stage("fetch", started)
+        return data, "url", url
+
+    if request.files:
+        names = ", ".join(sorted(request.files))
+        raise BadRequest(f"the image must be in the multipart field 'image'; received {names}")
+    raise BadRequest(
+        "send an image as the multipart field 'image', or JSON "
+        f'{{"url": "https://..."}}; at most {config["MAX_UPLOAD_BYTES"]:,} bytes'
+    )
+
+
+@api.post("/api/v1/classify")
+def classify():
+    """Classifies one image, uploaded or fetched by URL."""
+    request = flask.request
+    config = flask.current_app.config["DEEPCLASSIFY"]
+    top_k = _top_k(request)
+    flask.g.stages.setdefault("fetch", 0.0)
+
+    data, source, _ = _read_image_source(request)
+
+    started = time.perf_counter()
+    decoded = imaging.decode_image(data, max_pixels=config["MAX_IMAGE_PIXELS"])
+    _stage("decode", started)
+
+    started = time.perf_counter()
+    client = flask.current_app.extensions["model_client"]
+    prediction = client.predict(decoded.pixels[np.newaxis])
+    _stage("inference", started)
+
+    names = labels.class_names()
+    probabilities = prediction.probabilities[0]
+    best = np.argsort(-probabilities, kind="stable")[:top_k]
+    predictions = [
+        {
+            "class_id": int(index),
+            "label": names[index],
+            "probability": float(probabilities[index]),
+        }
+        for index in best
+    ]
+    flask.g.stages["total"] = round((time.perf_counter() - flask.g.started) * 1000, 2)
+
+    return {
+        "predictions": predictions,
+        "model": {
+            "name": contract.MODEL_NAME,
+            "version": prediction.version,
+            "weights": prediction.weights[0],
+        },
+        "image": {
+            "width": decoded.width,
+            "height": decoded.height,
+            "format": decoded.format,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "source": source,
+        },
+        "timing_ms": dict(flask.g.stages),
+    }
+
+
+@api.get("/api/v1/model")
+def model_info():
+    """Describes the model that answers: name, version, weights, state."""
+    client = flask.current_app.extensions["model_client"]
+    statuses = client.status()
+    available = [version for version, state, _ in statuses if state == "AVAILABLE"]
+    weights = None
+    version = max(available) if available else None
+    if version is not None:
+        weights = _weights_of(version)
+
+    return {
+        "name": contract.MODEL_NAME,
+        "version": version,
+        "weights": weights,
+        "random_weights": weights == contract.WEIGHTS_RANDOM,
+        "state": "AVAILABLE" if available else (statuses[-1][1] if statuses else "UNKNOWN"),
+        "versions": [
+            {"version": number, "state": state, "error": error or None}
+            for number, state, error in statuses
+        ],
+    }
+
+
+def _weights_of(version):
+    """Asks the model for its weights origin, once per version."""
+    cache = flask.current_app.extensions["weights_by_version"]
+    if version not in cache:
+        client = flask.current_app.extensions["model_client"]
+        blank = np.zeros(
+            (1, contract.IMAGE_SIZE, contract.IMAGE_SIZE, contract.CHANNELS), np.uint8
+        )
+        prediction = client.predict(blank)
+        cache[prediction.version] = prediction.weights[0]
+        if prediction.version != version:
+            return prediction.weights[0]
+
+    return cache[version]
+
+
+@api.get("/healthz")
+def healthz():
+    """Answers 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@api.get("/readyz")
+def readyz():
+    """Answers 200 when the model server has the model AVAILABLE."""
+    client = flask.current_app.extensions["model_client"]
+    statuses = client.status()
+    if not any(state == "AVAILABLE" for _, state, _ in statuses):
+        states = ", ".join(f"{v}: {s}" for v, s, _ in statuses) or "no versions"
+        raise ModelUnavailable(f"the model is not AVAILABLE yet ({states})")
+
+    return {"status": "ready"}
+
+
+@page.get("/")
+@page.get("/url")
+@page.get("/upload")
+def index():
+    """Serves the single page; it shows the view matching the path."""
+    return flask.send_from_directory(
+        flask.current_app.config["DEEPCLASSIFY"]["UI_FOLDER"], "index.html"
+    )
+
+
+@page.get("/static/<path:name>")
+def static_file(name):
+    """Serves the page's scripts and styles."""
+    return flask.send_from_directory(
+        flask.current_app.config["DEEPCLASSIFY"]["UI_FOLDER"], name
+    )
+
