@@ -35,7 +35,9 @@ def main(argv=None):
         "--version", type=int, help="version number (default: the next free one)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
 
     # Imported late so that --help answers without loading TensorFlow.
     from export import savedmodel

@@ -46,9 +46,7 @@ class ServingModule(tf.Module):
         return {
             contract.OUTPUT_LOGITS: logits,
             contract.OUTPUT_PROBABILITIES: tf.nn.softmax(logits),
-            contract.OUTPUT_WEIGHTS: tf.fill(
-                tf.shape(images)[:1], self.weights_origin
-            ),
+            contract.OUTPUT_WEIGHTS: tf.fill(tf.shape(images)[:1], self.weights_origin),
         }
 
 
@@ -114,7 +112,7 @@ def _write_info(folder, version, weights_origin, details):
         "model": contract.MODEL_NAME,
         "version": version,
         "weights": weights_origin,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         **details,

@@ -85,7 +85,9 @@ def _register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def on_unexpected(error):
-        log.exception("unexpected error in %s %s", flask.request.method, flask.request.path)
+        log.exception(
+            "unexpected error in %s %s", flask.request.method, flask.request.path
+        )
         return errors.problem_response(
             errors.ApiError("an unexpected error occurred; it has been logged")
         )
@@ -95,7 +97,11 @@ def _register_request_log(app):
     @app.before_request
     def start_request():
         incoming = flask.request.headers.get(REQUEST_ID_HEADER, "")
-        if not incoming or len(incoming) > MAX_REQUEST_ID_LENGTH or not incoming.isprintable():
+        if (
+            not incoming
+            or len(incoming) > MAX_REQUEST_ID_LENGTH
+            or not incoming.isprintable()
+        ):
             incoming = uuid.uuid4().hex
         flask.g.request_id = incoming
         flask.g.started = time.perf_counter()
@@ -104,8 +110,12 @@ def _register_request_log(app):
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = flask.g.get("request_id", "")
-        total = (time.perf_counter() - flask.g.get("started", time.perf_counter())) * 1000
-        stages = " ".join(f"{k}={v}" for k, v in flask.g.get("stages", {}).items() if k != "total")
+        total = (
+            time.perf_counter() - flask.g.get("started", time.perf_counter())
+        ) * 1000
+        stages = " ".join(
+            f"{k}={v}" for k, v in flask.g.get("stages", {}).items() if k != "total"
+        )
         log.info(
             "id=%s %s %s status=%d in=%s out=%s total_ms=%.1f %s%s",
             flask.g.get("request_id", "-"),

@@ -66,8 +66,7 @@ def load_config(overrides=None, environ=None):
             config[name] = type(default)(raw)
         except ValueError as error:
             raise ValueError(
-                f"{ENV_PREFIX}{name}={raw!r} is not a valid "
-                f"{type(default).__name__}"
+                f"{ENV_PREFIX}{name}={raw!r} is not a valid {type(default).__name__}"
             ) from error
 
     unknown = set(overrides or {}) - set(DEFAULTS)

@@ -163,7 +163,8 @@ def fetch_image_bytes(url, policy):
                 continue
             if response.status >= 400:
                 raise UpstreamError(
-                    f"{parsed.hostname} answered HTTP {response.status} for the image URL"
+                    f"{parsed.hostname} answered HTTP {response.status} "
+                    f"for the image URL"
                 )
             return _read_limited(response, parsed.hostname, policy, deadline)
         finally:
@@ -181,8 +182,12 @@ def _request(parsed, address, policy, deadline):
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise UpstreamTimeout(f"{host} did not send the image within {policy.total_timeout:g} s")
-    timeout = urllib3.Timeout(connect=min(policy.connect_timeout, remaining), read=remaining)
+        raise UpstreamTimeout(
+            f"{host} did not send the image within {policy.total_timeout:g} s"
+        )
+    timeout = urllib3.Timeout(
+        connect=min(policy.connect_timeout, remaining), read=remaining
+    )
 
     if parsed.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -196,7 +201,9 @@ def _request(parsed, address, policy, deadline):
             ca_certs=certifi.where(),
         )
     else:
-        pool = urllib3.HTTPConnectionPool(str(address), port, timeout=timeout, retries=False)
+        pool = urllib3.HTTPConnectionPool(
+            str(address), port, timeout=timeout, retries=False
+        )
 
     target = parsed.path or "/"
     if parsed.query:
@@ -208,7 +215,11 @@ def _request(parsed, address, policy, deadline):
         return pool.urlopen(
             "GET",
             target,
-            headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "image/*"},
+            headers={
+                "Host": host_header,
+                "User-Agent": USER_AGENT,
+                "Accept": "image/*",
+            },
             redirect=False,
             preload_content=False,
             assert_same_host=False,

@@ -140,7 +140,7 @@ def _open(data, max_pixels):
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(
-            f"the image has too many pixels; at most {max_pixels:,} are accepted"
+            f"the image declares too many pixels; at most {max_pixels:,} are accepted"
         ) from error
     except UnidentifiedImageError as error:
         raise UnsupportedImage(
@@ -188,7 +188,7 @@ def _to_rgb(image):
     )
     if has_alpha:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
 
     return image.convert("RGB")

@@ -181,7 +181,9 @@ class ModelClient:
             )
         except (KeyError, TypeError, ValueError) as error:
             log.error("model answered outside the contract: %s", error)
-            raise ApiError("the model server answered outside the model contract") from error
+            raise ApiError(
+                "the model server answered outside the model contract"
+            ) from error
 
     def status(self):
         """Returns ``[(version, state_name, error_message)]`` of the model."""
@@ -223,9 +225,7 @@ def _translate(error, target, deadline):
     code = error.code()
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return UpstreamTimeout(
-            f"the model server did not answer within {deadline:g} s"
-        )
+        return UpstreamTimeout(f"the model server did not answer within {deadline:g} s")
     if code == grpc.StatusCode.UNAVAILABLE:
         log.warning("model server %s unavailable: %s", target, error.details())
         return ModelUnavailable(

@@ -26,16 +26,30 @@ def _stage(name, started):
     flask.g.stages[name] = round(elapsed, 2)
 
 
-def _top_k(request):
+def _json_body(request):
+    """Returns the JSON object of the request, or None when it sent no JSON."""
+    if not request.is_json:
+        return None
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'the JSON body must be an object such as {"url": "https://..."}'
+        )
+
+    return body
+
+
+def _top_k(request, body):
     config = flask.current_app.config["DEEPCLASSIFY"]
-    body = request.get_json(silent=True) if request.is_json else None
     raw = (body or {}).get("top_k", request.values.get("top_k"))
     if raw is None:
         return config["DEFAULT_TOP_K"]
 
     limit = config["MAX_TOP_K"]
     if isinstance(raw, bool) or not str(raw).strip().lstrip("-").isdigit():
-        raise BadRequest(f"top_k must be a whole number from 1 to {limit}; received {raw!r}")
+        raise BadRequest(
+            f"top_k must be a whole number from 1 to {limit}; received {raw!r}"
+        )
     value = int(raw)
     if not 1 <= value <= limit:
         raise BadRequest(f"top_k must be from 1 to {limit}; received {value}")
@@ -43,16 +57,13 @@ def _top_k(request):
     return value
 
 
-def _read_image_source(request):
+def _read_image_source(request, body):
     """Returns ``(bytes, source, url)`` from an upload or a JSON url."""
     config = flask.current_app.config["DEEPCLASSIFY"]
     if "image" in request.files:
         return request.files["image"].read(), "upload", None
 
-    if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest('the JSON body must be an object such as {"url": "https://..."}')
+    if body is not None:
         url = body.get("url")
         if not isinstance(url, str) or not url.strip():
             raise BadRequest('the JSON body needs a "url" string naming an image')
@@ -63,7 +74,9 @@ def _read_image_source(request):
 
     if request.files:
         names = ", ".join(sorted(request.files))
-        raise BadRequest(f"the image must be in the multipart field 'image'; received {names}")
+        raise BadRequest(
+            f"the image must be in the multipart field 'image'; received {names}"
+        )
     raise BadRequest(
         "send an image as the multipart field 'image', or JSON "
         f'{{"url": "https://..."}}; at most {config["MAX_UPLOAD_BYTES"]:,} bytes'
@@ -75,10 +88,11 @@ def classify():
     """Classifies one image, uploaded or fetched by URL."""
     request = flask.request
     config = flask.current_app.config["DEEPCLASSIFY"]
-    top_k = _top_k(request)
+    body = _json_body(request)
+    top_k = _top_k(request, body)
     flask.g.stages.setdefault("fetch", 0.0)
 
-    data, source, _ = _read_image_source(request)
+    data, source, _ = _read_image_source(request, body)
 
     started = time.perf_counter()
     decoded = imaging.decode_image(data, max_pixels=config["MAX_IMAGE_PIXELS"])
@@ -97,6 +111,7 @@ def classify():
             "class_id": int(index),
             "label": names[index],
             "probability": float(probabilities[index]),
+            "logit": float(prediction.logits[0][index]),
         }
         for index in best
     ]
@@ -136,7 +151,9 @@ def model_info():
         "version": version,
         "weights": weights,
         "random_weights": weights == contract.WEIGHTS_RANDOM,
-        "state": "AVAILABLE" if available else (statuses[-1][1] if statuses else "UNKNOWN"),
+        "state": "AVAILABLE"
+        if available
+        else (statuses[-1][1] if statuses else "UNKNOWN"),
         "versions": [
             {"version": number, "state": state, "error": error or None}
             for number, state, error in statuses
@@ -194,4 +211,3 @@ def static_file(name):
     return flask.send_from_directory(
         flask.current_app.config["DEEPCLASSIFY"]["UI_FOLDER"], name
     )
-

@@ -86,7 +86,10 @@ def main(argv=None):
     if args.check:
         current = args.output.read_bytes() if args.output.exists() else b""
         if current != data:
-            print(f"{args.output} is stale; run scripts/extract_protos.py", file=sys.stderr)
+            print(
+                f"{args.output} is stale; run scripts/extract_protos.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
 

@@ -46,11 +46,15 @@ def parse_args(argv):
         "--grpc_max_threads", type=int, default=32, help="concurrent calls served"
     )
     parser.add_argument(
-        "--tensorflow_intra_op_parallelism", type=int, default=0,
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=0,
         help="threads per TensorFlow op; 0 lets TensorFlow choose",
     )
     parser.add_argument(
-        "--tensorflow_inter_op_parallelism", type=int, default=0,
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
         help="TensorFlow ops run at once; 0 lets TensorFlow choose",
     )
 
@@ -65,14 +69,14 @@ def main(argv=None):
 
     # TensorFlow is imported only now, so that --help is instant.
     import tensorflow as tf
-
-    from serving.config import ConfigError, read_model_config
-    from serving.model_store import ModelStore
-    from serving.service import DirectRunner, ModelService, Models, PredictionService
     from tensorflow_serving.apis import (
         model_service_pb2_grpc,
         prediction_service_pb2_grpc,
     )
+
+    from serving.config import ConfigError, read_model_config
+    from serving.model_store import ModelStore
+    from serving.service import DirectRunner, Models, ModelService, PredictionService
 
     tf.config.threading.set_intra_op_parallelism_threads(
         args.tensorflow_intra_op_parallelism
@@ -126,7 +130,9 @@ def main(argv=None):
     poller.start()
 
     def on_signal(signum, frame):
-        log.info("signal %d: finishing calls in flight (up to %.0f s)", signum, GRACE_SECONDS)
+        log.info(
+            "signal %d: finishing calls in flight (up to %.0f s)", signum, GRACE_SECONDS
+        )
         stopping.set()
         server.stop(GRACE_SECONDS)
 

@@ -51,7 +51,9 @@ class ModelVersion:
         except Exception as error:  # A broken folder must not stop the server.
             self.state = State.END
             self.error = f"{type(error).__name__}: {error}"
-            log.error("cannot load version %d from %s: %s", self.version, self.path, error)
+            log.error(
+                "cannot load version %d from %s: %s", self.version, self.path, error
+            )
             return
 
         self.state = State.AVAILABLE
@@ -165,9 +167,7 @@ class ModelStore:
         if choice == "version_label":
             label = model_spec.version_label
             if label not in self.config.version_labels:
-                raise ServableNotFound(
-                    f"Unrecognized servable version label: {label}"
-                )
+                raise ServableNotFound(f"Unrecognized servable version label: {label}")
             number = self.config.version_labels[label]
         elif choice == "version":
             number = model_spec.version.value

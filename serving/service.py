@@ -148,10 +148,12 @@ def _decode_inputs(request, signature_def):
     for key, proto in request.inputs.items():
         tensor_info = signature_def.inputs[key]
         if proto.dtype != tensor_info.dtype:
+            expected_name = tf.dtypes.as_dtype(tensor_info.dtype).name
+            received_name = tf.dtypes.as_dtype(proto.dtype).name
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"Expects arg[{key}] to be {tf.dtypes.as_dtype(tensor_info.dtype).name} "
-                f"but {tf.dtypes.as_dtype(proto.dtype).name} is provided",
+                f"Expects arg[{key}] to be {expected_name} "
+                f"but {received_name} is provided",
             )
         try:
             inputs[key] = tf.make_ndarray(proto)
@@ -203,9 +205,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
         statuses = store.statuses(wanted)
         if not statuses:
-            raise ServableNotFound(
-                f"Could not find any versions of model {store.name}"
-            )
+            raise ServableNotFound(f"Could not find any versions of model {store.name}")
         response = get_model_status_pb2.GetModelStatusResponse()
         for number, state, error in statuses:
             entry = response.model_version_status.add(version=number, state=state)

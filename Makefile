@@ -1,0 +1,52 @@
+# DeepClassify: `make run` starts the service, `make test` runs every test.
+# Both set up what they need on a fresh machine: two virtual environments
+# (.venv/model with TensorFlow, .venv/gateway without) and a model export.
+
+PYTHON ?= python3
+MODEL_ENV := .venv/model
+GATEWAY_ENV := .venv/gateway
+MODEL_PY := $(MODEL_ENV)/bin/python
+GATEWAY_PY := $(GATEWAY_ENV)/bin/python
+PIP_FLAGS := --quiet --disable-pip-version-check
+# Where the tests write screenshots and logs for a person to look at.
+ARTIFACTS ?= test-artifacts
+
+.PHONY: run test setup lint format protos clean
+
+run: setup
+	$(MODEL_PY) -m tools.run
+
+test: setup
+	$(MODEL_PY) -m ruff check .
+	$(MODEL_PY) -m ruff format --check .
+	$(MODEL_PY) scripts/extract_protos.py --check
+	DEEPCLASSIFY_ARTIFACTS=$(abspath $(ARTIFACTS)) $(MODEL_PY) -m pytest $(PYTEST_ARGS)
+	@echo "Screenshots and logs of the run: $(ARTIFACTS)/"
+
+setup: $(MODEL_ENV)/.installed $(GATEWAY_ENV)/.installed
+
+$(MODEL_ENV)/.installed: requirements/model.txt requirements/gateway.txt requirements/test.txt
+	$(PYTHON) -m venv $(MODEL_ENV)
+	$(MODEL_PY) -m pip install $(PIP_FLAGS) -r requirements/test.txt
+	touch $@
+
+$(GATEWAY_ENV)/.installed: requirements/gateway.txt
+	$(PYTHON) -m venv $(GATEWAY_ENV)
+	$(GATEWAY_PY) -m pip install $(PIP_FLAGS) -r requirements/gateway.txt
+	touch $@
+
+lint: setup
+	$(MODEL_PY) -m ruff check .
+	$(MODEL_PY) -m ruff format --check .
+
+format: setup
+	$(MODEL_PY) -m ruff format .
+	$(MODEL_PY) -m ruff check --fix .
+
+# Regenerates deepclassify/tfs_api.binpb from the installed
+# tensorflow-serving-api; commit the result.
+protos: setup
+	$(MODEL_PY) scripts/extract_protos.py
+
+clean:
+	rm -rf .venv build $(ARTIFACTS) .pytest_cache .ruff_cache
