@@ -1,0 +1,42 @@
+"""TensorFlow Serving's config files parse as the messages it reads."""
+
+import pytest
+
+from serving.config import (
+    ConfigError,
+    read_batching_config,
+    read_model_config,
+    read_monitoring_config,
+)
+from tools.stack import ROOT
+
+
+def test_models_config_names_the_model():
+    (model,) = read_model_config(ROOT / "serving" / "models.config")
+
+    assert model.name == "inception_v3"
+    assert model.base_path == "models/inception_v3"
+
+
+def test_batching_config_parses():
+    batching = read_batching_config(ROOT / "serving" / "batching.config")
+
+    assert batching.max_batch_size.value >= 1
+    sizes = list(batching.allowed_batch_sizes)
+    assert sizes == sorted(sizes)
+    assert sizes[-1] == batching.max_batch_size.value
+
+
+def test_monitoring_config_parses():
+    monitoring = read_monitoring_config(ROOT / "serving" / "monitoring.config")
+
+    assert monitoring.prometheus_config.enable is True
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+
+
+def test_unknown_field_is_a_config_error(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text("max_batch_size { value: 4 }\nbatch_size_typo: 3\n")
+
+    with pytest.raises(ConfigError, match="is not a BatchingParameters"):
+        read_batching_config(path)
