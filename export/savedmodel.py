@@ -1,5 +1,9 @@
 """Writes a Keras classifier as a versioned SavedModel.
 
+Each version carries two signatures (``serving_default`` on pixels and
+``classify_images`` on encoded files, see ``deepclassify.contract``) and a
+warmup file of real requests for both (``export/warmup.py``).
+
 A version is written into a hidden temporary folder beside the others and
 renamed into place when complete, so a model server watching the base
 folder never loads half a version.
@@ -15,18 +19,30 @@ import tempfile
 
 import tensorflow as tf
 
-from deepclassify import contract
+from deepclassify import contract, labels
+from export import preprocessing, warmup
 
 log = logging.getLogger(__name__)
 
 
 class ServingModule(tf.Module):
-    """The model with the contract's signatures around it."""
+    """The model with the contract's two signatures around it."""
 
-    def __init__(self, model, weights_origin):
+    def __init__(self, model, weights_origin, class_names):
         super().__init__()
         self.model = model
         self.weights_origin = weights_origin
+        # A graph constant: the labels travel inside the SavedModel.
+        self.class_names = tf.constant(class_names, dtype=tf.string)
+
+    def _logits(self, images):
+        scaled = tf.cast(images, tf.float32) / contract.PIXEL_SCALE
+        scaled += contract.PIXEL_OFFSET
+
+        return self.model(scaled, training=False)
+
+    def _weights(self, batch_of):
+        return tf.fill(tf.shape(batch_of)[:1], self.weights_origin)
 
     @tf.function(
         input_signature=[
@@ -39,14 +55,32 @@ class ServingModule(tf.Module):
     )
     def serve_pixels(self, images):
         """Classifies a batch of 299x299 RGB uint8 images."""
-        scaled = tf.cast(images, tf.float32) / contract.PIXEL_SCALE
-        scaled += contract.PIXEL_OFFSET
-        logits = self.model(scaled, training=False)
+        logits = self._logits(images)
 
         return {
             contract.OUTPUT_LOGITS: logits,
             contract.OUTPUT_PROBABILITIES: tf.nn.softmax(logits),
-            contract.OUTPUT_WEIGHTS: tf.fill(tf.shape(images)[:1], self.weights_origin),
+            contract.OUTPUT_WEIGHTS: self._weights(images),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name=contract.INPUT_IMAGE_BYTES)
+        ]
+    )
+    def classify_images(self, image_bytes):
+        """Classifies a batch of encoded image files; answers the top 5."""
+        logits = self._logits(preprocessing.decode_batch(image_bytes))
+
+        top = tf.math.top_k(logits, k=contract.TOP_K)
+        probabilities = tf.nn.softmax(logits)
+
+        return {
+            contract.OUTPUT_CLASSES: top.indices,
+            contract.OUTPUT_LABELS: tf.gather(self.class_names, top.indices),
+            contract.OUTPUT_SCORES: tf.gather(probabilities, top.indices, batch_dims=1),
+            contract.OUTPUT_LOGITS: logits,
+            contract.OUTPUT_WEIGHTS: self._weights(image_bytes),
         }
 
 
@@ -86,12 +120,16 @@ def write_version(model, weights_origin, base_path, version=None, details=None):
 
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".export-", dir=base_path))
     try:
-        module = ServingModule(model, weights_origin)
+        module = ServingModule(model, weights_origin, labels.class_names())
         tf.saved_model.save(
             module,
             str(staging),
-            signatures={contract.SERVING_SIGNATURE: module.serve_pixels},
+            signatures={
+                contract.SERVING_SIGNATURE: module.serve_pixels,
+                contract.CLASSIFY_SIGNATURE: module.classify_images,
+            },
         )
+        warmup.write_warmup_file(staging / contract.WARMUP_FILE)
         _write_info(staging, version, weights_origin, details or {})
         # mkdtemp makes the folder private; servers may run as another user.
         os.chmod(staging, 0o755)

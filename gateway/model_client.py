@@ -26,8 +26,8 @@ from gateway.errors import ApiError, ModelUnavailable, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest message sent or received; the same limit as the local server."""
+MAX_MESSAGE_BYTES = contract.GRPC_MAX_MESSAGE_BYTES
+"""Largest message sent or received; the same limit as the model server."""
 RETRY_AFTER_SECONDS = 2
 
 _STATE_NAMES = {

