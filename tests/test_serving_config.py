@@ -40,3 +40,13 @@ def test_unknown_field_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="is not a BatchingParameters"):
         read_batching_config(path)
+
+
+def test_models_config_labels_only_versions_it_serves():
+    """TensorFlow Serving refuses labels on versions that are not loaded."""
+    (model,) = read_model_config(ROOT / "serving" / "models.config")
+
+    policy = model.model_version_policy
+    assert policy.WhichOneof("policy_choice") == "specific"
+    assert dict(model.version_labels) == {"stable": 1, "canary": 1}
+    assert set(model.version_labels.values()) <= set(policy.specific.versions)
