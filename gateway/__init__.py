@@ -12,7 +12,9 @@ import uuid
 import flask
 import werkzeug.exceptions
 
-from gateway import errors
+from gateway import batch, errors, metrics, openapi
+from gateway.body import discard_body
+from gateway.cache import AnswerCache
 from gateway.config import load_config
 from gateway.fetch import FetchPolicy
 from gateway.model_client import ModelClient
@@ -50,9 +52,15 @@ def create_app(config=None):
     )
     app.extensions["fetch_policy"] = FetchPolicy.from_config(settings)
     app.extensions["weights_by_version"] = {}
+    app.extensions["answer_cache"] = AnswerCache(
+        settings["CACHE_MAX_ENTRIES"], settings["CACHE_VERSION_TTL_SECONDS"]
+    )
 
     app.register_blueprint(api)
     app.register_blueprint(page)
+    app.register_blueprint(batch.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(openapi.blueprint)
     _register_error_handlers(app)
     _register_request_log(app)
 
@@ -68,7 +76,13 @@ def _register_error_handlers(app):
 
     @app.errorhandler(werkzeug.exceptions.RequestEntityTooLarge)
     def on_too_large(error):
-        limit = app.config["DEEPCLASSIFY"]["MAX_UPLOAD_BYTES"]
+        settings = app.config["DEEPCLASSIFY"]
+        limit = flask.g.get("body_limit", settings["MAX_UPLOAD_BYTES"])
+        discard_body(
+            flask.request.environ,
+            settings["DISCARD_MAX_BYTES"],
+            settings["DISCARD_TIMEOUT_SECONDS"],
+        )
         return errors.problem_response(
             errors.PayloadTooLarge(
                 f"the request body is larger than {limit:,} bytes, the most accepted"
@@ -110,9 +124,15 @@ def _register_request_log(app):
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = flask.g.get("request_id", "")
-        total = (
-            time.perf_counter() - flask.g.get("started", time.perf_counter())
-        ) * 1000
+        seconds = time.perf_counter() - flask.g.get("started", time.perf_counter())
+        total = seconds * 1000
+        rule = flask.request.url_rule
+        metrics.record_request(
+            flask.request.method,
+            rule.rule if rule is not None else "unmatched",
+            response.status_code,
+            seconds,
+        )
         stages = " ".join(
             f"{k}={v}" for k, v in flask.g.get("stages", {}).items() if k != "total"
         )

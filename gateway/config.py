@@ -20,6 +20,11 @@ DEFAULTS = {
     "MODEL_LB_POLICY": "pick_first",
     # Largest upload, in bytes (the whole request body); larger is 413.
     "MAX_UPLOAD_BYTES": 20 * 1024 * 1024,
+    # A body refused for its size is still read (and dropped) up to this
+    # many bytes and seconds, so that the client sees the JSON 413 instead
+    # of a reset connection; past either limit the connection is closed.
+    "DISCARD_MAX_BYTES": 256 * 1024 * 1024,
+    "DISCARD_TIMEOUT_SECONDS": 10.0,
     # Largest decoded image, in pixels, checked from the header; larger is 413.
     "MAX_IMAGE_PIXELS": 50_000_000,
     # Fetching by URL: seconds to connect, and in all.
@@ -36,6 +41,20 @@ DEFAULTS = {
     # Classes answered when the request does not say, and the most allowed.
     "DEFAULT_TOP_K": 5,
     "MAX_TOP_K": 10,
+    # The batch endpoint: most images in one request, largest request body
+    # in bytes (each image is still held to MAX_UPLOAD_BYTES or
+    # FETCH_MAX_BYTES), and URLs fetched at the same time.
+    "MAX_BATCH_IMAGES": 16,
+    "MAX_BATCH_BYTES": 64 * 1024 * 1024,
+    "BATCH_FETCH_THREADS": 4,
+    # Answers kept per worker process, keyed by image SHA-256, model version
+    # and top_k; 0 turns the cache off.
+    "CACHE_MAX_ENTRIES": 1024,
+    # Seconds the model version last seen answering is trusted for cache
+    # look-ups; after that the next request goes to the model and learns
+    # it again. A new version is therefore answered from the cache for at
+    # most this long.
+    "CACHE_VERSION_TTL_SECONDS": 5.0,
     # Folder of the web page, served at /.
     "UI_FOLDER": os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui"),
 }

@@ -73,6 +73,16 @@ class UpstreamTimeout(ApiError):
     slug = "timeout"
 
 
+def problem_body(error):
+    """Returns the problem body of an ``ApiError`` as a dict."""
+    return {
+        "type": PROBLEM_TYPE_BASE + error.slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+
+
 def problem_response(error):
     """Builds the JSON answer for an ``ApiError``.
 
@@ -82,13 +92,7 @@ def problem_response(error):
     Returns:
         A Flask response with the problem body, status and any headers.
     """
-    body = {
-        "type": PROBLEM_TYPE_BASE + error.slug,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-    }
-    response = flask.jsonify(body)
+    response = flask.jsonify(problem_body(error))
     response.status_code = error.status
     response.content_type = PROBLEM_CONTENT_TYPE
     response.headers.update(error.headers)

@@ -14,14 +14,23 @@ checked before any connection:
 * redirects are followed by hand, at most ``FETCH_MAX_REDIRECTS``, each
   checked like the first URL;
 * the connect time, the total time and the body size are limited, the size
-  while streaming, so an endless body is cut at the limit.
+  while streaming, so an endless body is cut at the limit; the total time
+  is kept by a timer that shuts the socket down, so a server that trickles
+  its headers or body byte by byte cannot outlive it either.
 
 Errors name the URL's host and never our own addresses or internals.
+
+Note:
+    Resolving the host name is left to the system resolver and its own
+    timeout (``/etc/resolv.conf``); the total time limit starts counting
+    after it.
 """
 
+import contextlib
 import dataclasses
 import ipaddress
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -33,6 +42,16 @@ from gateway.errors import PayloadTooLarge, UpstreamError, UpstreamTimeout, UrlR
 USER_AGENT = "DeepClassify/1.0 (+image classification)"
 CHUNK_BYTES = 64 * 1024
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+# Characters left as they are when a URL's path and query are sent; any
+# other (spaces, controls, non-ASCII) is percent-encoded.
+_SAFE_TARGET_CHARACTERS = "/?&=%:@!$'()*+,;-._~[]"
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits; the
+# embedded address must be public too.
+_IPV4_EMBEDDING_NETWORKS = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64, local-use prefix
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +89,34 @@ def is_public_address(address):
 
     Returns:
         False for loopback, private, link-local, multicast, reserved,
-        unspecified and shared addresses, looking through IPv4-mapped and
-        6to4/Teredo-free forms; True otherwise.
+        unspecified and shared addresses, and for IPv6 addresses that embed
+        such an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, NAT64);
+        True otherwise.
     """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
+
+    return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address):
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if any(address in network for network in _IPV4_EMBEDDING_NETWORKS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+    return None
+
+
+def _is_allowed(address, policy):
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
 
-    return address.is_global and not address.is_multicast
+    return any(address in network for network in policy.allow_networks)
 
 
 def check_url(url, policy):
@@ -96,7 +136,10 @@ def check_url(url, policy):
     """
     if not isinstance(url, str) or not url.strip():
         raise UrlRefused("the url is empty; send an http or https URL of an image")
-    parsed = urllib.parse.urlsplit(url.strip())
+    try:
+        parsed = urllib.parse.urlsplit(url.strip())
+    except ValueError as error:
+        raise UrlRefused(f"the URL is malformed: {error}") from error
     if parsed.scheme not in ("http", "https"):
         raise UrlRefused(
             f"only http and https URLs are fetched; received scheme "
@@ -114,13 +157,12 @@ def check_url(url, policy):
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
+    except (socket.gaierror, UnicodeError, ValueError) as error:
         raise UrlRefused(f"cannot resolve host {host}") from error
 
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
-        allowed = any(address in network for network in policy.allow_networks)
-        if not allowed and not is_public_address(address):
+        if not _is_allowed(address, policy) and not is_public_address(address):
             raise UrlRefused(
                 f"host {host} resolves to a non-public address; such URLs are "
                 f"not fetched"
@@ -140,47 +182,101 @@ def fetch_image_bytes(url, policy):
         The body's bytes.
 
     Raises:
-        UrlRefused: see ``check_url``; also a redirect without a target.
+        UrlRefused: see ``check_url``; also more than
+            ``policy.max_redirects`` redirects.
         PayloadTooLarge: the body is larger than ``policy.max_bytes``.
-        UpstreamError: the server could not be reached or answered an
-            error status, or there were too many redirects.
+        UpstreamError: the server could not be reached, answered an error
+            status or a redirect without a target, or broke off.
         UpstreamTimeout: the total time limit ran out.
     """
-    deadline = time.monotonic() + policy.total_timeout
+    deadline = _Deadline(policy.total_timeout)
     current = url
+    try:
+        for _ in range(policy.max_redirects + 1):
+            parsed, address = check_url(current, policy)
+            with _open_pool(parsed, address, policy, deadline) as pool:
+                response = _request(pool, parsed, policy, deadline)
+                try:
+                    if response.status in REDIRECT_STATUSES:
+                        current = _redirect_target(response, parsed, current)
+                        continue
+                    if response.status >= 400:
+                        raise UpstreamError(
+                            f"{parsed.hostname} answered HTTP {response.status} "
+                            f"for the image URL"
+                        )
+                    return _read_limited(response, parsed.hostname, policy, deadline)
+                finally:
+                    response.close()
+    finally:
+        deadline.cancel()
 
-    for _ in range(policy.max_redirects + 1):
-        parsed, address = check_url(current, policy)
-        response = _request(parsed, address, policy, deadline)
-        try:
-            if response.status in REDIRECT_STATUSES:
-                location = response.headers.get("Location")
-                if not location:
-                    raise UpstreamError(
-                        f"{parsed.hostname} answered a redirect without a Location"
-                    )
-                current = urllib.parse.urljoin(current, location)
-                continue
-            if response.status >= 400:
-                raise UpstreamError(
-                    f"{parsed.hostname} answered HTTP {response.status} "
-                    f"for the image URL"
-                )
-            return _read_limited(response, parsed.hostname, policy, deadline)
-        finally:
-            response.release_conn()
-            response.close()
-
-    raise UpstreamError(
-        f"more than {policy.max_redirects} redirects starting at "
-        f"{urllib.parse.urlsplit(url).hostname}"
+    raise UrlRefused(
+        f"the URL at {urllib.parse.urlsplit(url).hostname} redirects more than "
+        f"{policy.max_redirects} times; at most {policy.max_redirects} redirects "
+        f"are followed"
     )
 
 
-def _request(parsed, address, policy, deadline):
+class _Deadline:
+    """The total time of one fetch, kept by shutting its sockets down.
+
+    Socket timeouts bound each read, not their sum; a timer bounds the sum.
+    """
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self):
+        return self.ends - time.monotonic()
+
+    def watch(self, sock):
+        """Shuts ``sock`` down when the time runs out (at once if it has)."""
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def cancel(self):
+        self._timer.cancel()
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock):
+    # The plain socket's shutdown, also for a TLS socket: it wakes up a
+    # read blocked in another thread, which then sees the connection end.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watched(connection_class, deadline):
+    class WatchedConnection(connection_class):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    return WatchedConnection
+
+
+@contextlib.contextmanager
+def _open_pool(parsed, address, policy, deadline):
     host = parsed.hostname
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    remaining = deadline - time.monotonic()
+    remaining = deadline.remaining()
     if remaining <= 0:
         raise UpstreamTimeout(
             f"{host} did not send the image within {policy.total_timeout:g} s"
@@ -204,13 +300,20 @@ def _request(parsed, address, policy, deadline):
         pool = urllib3.HTTPConnectionPool(
             str(address), port, timeout=timeout, retries=False
         )
+    pool.ConnectionCls = _watched(pool.ConnectionCls, deadline)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
-    target = parsed.path or "/"
+
+def _request(pool, parsed, policy, deadline):
+    host = parsed.hostname
+    target = urllib.parse.quote(parsed.path or "/", safe=_SAFE_TARGET_CHARACTERS)
     if parsed.query:
-        target += "?" + parsed.query
-    host_header = host if parsed.port is None else f"{host}:{parsed.port}"
-    if ":" in host and not host.startswith("["):
-        host_header = f"[{host}]" if parsed.port is None else f"[{host}]:{parsed.port}"
+        target += "?" + urllib.parse.quote(parsed.query, safe=_SAFE_TARGET_CHARACTERS)
+    bracketed = f"[{host}]" if ":" in host else host
+    host_header = bracketed if parsed.port is None else f"{bracketed}:{parsed.port}"
     try:
         return pool.urlopen(
             "GET",
@@ -219,6 +322,7 @@ def _request(parsed, address, policy, deadline):
                 "Host": host_header,
                 "User-Agent": USER_AGENT,
                 "Accept": "image/*",
+                "Accept-Encoding": "identity",
             },
             redirect=False,
             preload_content=False,
@@ -228,11 +332,28 @@ def _request(parsed, address, policy, deadline):
         raise UpstreamTimeout(f"{host} did not answer in time") from error
     except urllib3.exceptions.SSLError as error:
         raise UpstreamError(f"TLS with {host} failed") from error
-    except urllib3.exceptions.HTTPError as error:
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        if deadline.expired:
+            raise UpstreamTimeout(
+                f"{host} did not send the image within {policy.total_timeout:g} s"
+            ) from error
         raise UpstreamError(f"cannot connect to {host}") from error
 
 
+def _redirect_target(response, parsed, current):
+    location = response.headers.get("Location")
+    if not location:
+        raise UpstreamError(f"{parsed.hostname} answered a redirect without a Location")
+    try:
+        return urllib.parse.urljoin(current, location)
+    except ValueError as error:
+        raise UpstreamError(
+            f"{parsed.hostname} answered a redirect to a malformed URL"
+        ) from error
+
+
 def _read_limited(response, host, policy, deadline):
+    too_slow = f"{host} did not send the image within {policy.total_timeout:g} s"
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
         raise PayloadTooLarge(
@@ -244,13 +365,9 @@ def _read_limited(response, host, policy, deadline):
     received = 0
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamTimeout(
-                    f"{host} did not send the image within {policy.total_timeout:g} s"
-                )
-            _set_read_timeout(response, remaining)
             chunk = response.read1(CHUNK_BYTES)
+            if deadline.expired:
+                raise UpstreamTimeout(too_slow)
             if not chunk:
                 break
             received += len(chunk)
@@ -261,18 +378,10 @@ def _read_limited(response, host, policy, deadline):
                 )
             chunks.append(chunk)
     except urllib3.exceptions.TimeoutError as error:
-        raise UpstreamTimeout(
-            f"{host} did not send the image within {policy.total_timeout:g} s"
-        ) from error
+        raise UpstreamTimeout(too_slow) from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
+        if deadline.expired:
+            raise UpstreamTimeout(too_slow) from error
         raise UpstreamError(f"the connection to {host} broke off") from error
 
     return b"".join(chunks)
-
-
-def _set_read_timeout(response, seconds):
-    # The socket's timeout bounds each read; lowering it to the time left
-    # keeps a sender that trickles bytes from outliving the total limit.
-    sock = getattr(response.connection, "sock", None)
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))

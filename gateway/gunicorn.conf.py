@@ -3,9 +3,29 @@
 Each value can be overridden on the command line or with
 ``GUNICORN_CMD_ARGS``. Workers are threads-heavy because a request spends
 most of its time waiting on the model server, not on the CPU.
+
+Metrics: every worker is a process, so prometheus-client runs in its
+multiprocess mode. ``PROMETHEUS_MULTIPROC_DIR`` is set here, in the master,
+before any worker imports prometheus-client: to a fresh temporary folder
+removed at exit, or, when it is already set, to that folder emptied of the
+files of an earlier run. A worker's files are marked dead when it exits.
 """
 
+import glob
 import os
+import shutil
+import tempfile
+
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="deepclassify-metrics-"
+    )
+else:
+    for stale in glob.glob(
+        os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")
+    ):
+        os.remove(stale)
 
 bind = os.environ.get("DEEPCLASSIFY_BIND", "127.0.0.1:8000")
 wsgi_app = "gateway:create_app()"
@@ -37,3 +57,16 @@ logconfig_dict = {
     },
     "root": {"level": "INFO", "handlers": ["console"]},
 }
+
+
+def child_exit(server, worker):
+    """Marks the metrics files of a worker that exited as dead."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Removes the metrics folder this configuration created."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -19,6 +19,7 @@ The documented preprocessing, which tests reproduce independently:
 
 import dataclasses
 import io
+import logging
 import warnings
 
 import numpy as np
@@ -26,6 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepclassify import contract
 from gateway.errors import BadRequest, CorruptImage, PayloadTooLarge, UnsupportedImage
+
+log = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 ACCEPTED_DESCRIPTION = "a JPEG, PNG, GIF, WebP, BMP or TIFF image"
@@ -43,6 +46,16 @@ _SIGNATURES = (
     (b"Rar!", "a RAR archive"),
     (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"\x89HDF", "an HDF5 file"),
+)
+# Leading bytes of the accepted formats: such data whose header Pillow
+# cannot read is a damaged image (422), not an unsupported one (415).
+_ACCEPTED_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
 )
 
 
@@ -121,7 +134,14 @@ def decode_image(data, max_pixels):
         ) from error
 
     image = _upright(image)
-    rgb = _to_rgb(image)
+    try:
+        rgb = _to_rgb(image)
+    except (ValueError, OSError) as error:
+        raise UnsupportedImage(
+            f"the {image_format} image's colour mode {image.mode} cannot be "
+            f"converted to RGB; send {ACCEPTED_DESCRIPTION} in RGB, grey, "
+            f"palette or CMYK colours"
+        ) from error
     resized = rgb.resize((contract.IMAGE_SIZE, contract.IMAGE_SIZE), RESAMPLE)
 
     return DecodedImage(
@@ -135,14 +155,21 @@ def decode_image(data, max_pixels):
 def _open(data, max_pixels):
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit below is the one that applies.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Our own pixel limit below is the one that applies, and a
+            # corrupt EXIF block Pillow warns about is ignored on purpose.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(
             f"the image declares too many pixels; at most {max_pixels:,} are accepted"
         ) from error
     except UnidentifiedImageError as error:
+        claimed = _claimed_format(data)
+        if claimed:
+            raise CorruptImage(
+                f"the data starts like a {claimed} image, but its header cannot "
+                f"be read; the file is damaged"
+            ) from error
         raise UnsupportedImage(
             f"expected {ACCEPTED_DESCRIPTION}; received {describe_bytes(data)}"
         ) from error
@@ -161,10 +188,24 @@ def _open(data, max_pixels):
     return image
 
 
+def _claimed_format(data):
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for signature, name in _ACCEPTED_SIGNATURES:
+        if data.startswith(signature):
+            return name
+
+    return None
+
+
 def _upright(image):
     try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # Malformed EXIF comes in many shapes; keep the pixels.
+        with warnings.catch_warnings():
+            # Pillow warns about a corrupt EXIF block it skips; so do we.
+            warnings.simplefilter("ignore")
+            return ImageOps.exif_transpose(image)
+    except Exception as error:  # Malformed EXIF comes in many shapes.
+        log.debug("EXIF orientation ignored: %r", error)
         return image
 
 

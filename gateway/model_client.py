@@ -8,8 +8,12 @@ classes of ``deepclassify.tfs_protos`` (no TensorFlow).
 gRPC errors are translated here into the gateway's own errors:
 ``UNAVAILABLE`` and ``NOT_FOUND`` (no model loaded) become 503 with
 ``Retry-After``, ``DEADLINE_EXCEEDED`` becomes 504. A call that fails with
-``UNAVAILABLE`` is retried once by gRPC itself, which covers a connection
-dropped while the model server restarted.
+``UNAVAILABLE`` is retried by gRPC itself (``RETRY_ATTEMPTS`` attempts in
+all, backing off up to ``RETRY_MAX_BACKOFF``), which covers a connection
+dropped while the model server restarted. The channel reconnects on its
+own, trying again at least every ``RECONNECT_MAX_BACKOFF_MS``, so the
+gateway recovers within about a second of the model server coming back
+(gRPC's default backoff grows to two minutes).
 """
 
 import dataclasses
@@ -29,6 +33,11 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = contract.GRPC_MAX_MESSAGE_BYTES
 """Largest message sent or received; the same limit as the model server."""
 RETRY_AFTER_SECONDS = 2
+"""What a 503 answer tells the client to wait, in seconds."""
+RETRY_ATTEMPTS = 3
+RETRY_INITIAL_BACKOFF = "0.2s"
+RETRY_MAX_BACKOFF = "1s"
+RECONNECT_MAX_BACKOFF_MS = 1000
 
 _STATE_NAMES = {
     0: "UNKNOWN",
@@ -52,9 +61,9 @@ class Prediction:
 
 def _service_config(lb_policy):
     retry = {
-        "maxAttempts": 2,
-        "initialBackoff": "0.1s",
-        "maxBackoff": "0.5s",
+        "maxAttempts": RETRY_ATTEMPTS,
+        "initialBackoff": RETRY_INITIAL_BACKOFF,
+        "maxBackoff": RETRY_MAX_BACKOFF,
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
@@ -111,6 +120,9 @@ class ModelClient:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.enable_retries", 1),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_BACKOFF_MS),
                 ("grpc.service_config", _service_config(self.lb_policy)),
             ],
         )

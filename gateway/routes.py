@@ -1,15 +1,15 @@
 """The gateway's HTTP routes: the classify API, model status and the page."""
 
-import hashlib
 import logging
+import re
 import time
 
 import flask
 import numpy as np
 
-from deepclassify import contract, labels
-from gateway import imaging
-from gateway.errors import BadRequest, ModelUnavailable
+from deepclassify import contract
+from gateway.classify import classify_images, stage
+from gateway.errors import ApiError, BadRequest, ModelUnavailable
 from gateway.fetch import fetch_image_bytes
 
 log = logging.getLogger(__name__)
@@ -18,15 +18,10 @@ api = flask.Blueprint("api", __name__)
 page = flask.Blueprint("page", __name__)
 
 UI_ROUTES = ("/", "/url", "/upload")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
 
 
-def _stage(name, started):
-    """Records the milliseconds of one stage of this request."""
-    elapsed = (time.perf_counter() - started) * 1000
-    flask.g.stages[name] = round(elapsed, 2)
-
-
-def _json_body(request):
+def read_json_body(request):
     """Returns the JSON object of the request, or None when it sent no JSON."""
     if not request.is_json:
         return None
@@ -39,14 +34,15 @@ def _json_body(request):
     return body
 
 
-def _top_k(request, body):
+def read_top_k(request, body):
+    """Returns the request's ``top_k`` (JSON or form field), checked."""
     config = flask.current_app.config["DEEPCLASSIFY"]
     raw = (body or {}).get("top_k", request.values.get("top_k"))
     if raw is None:
         return config["DEFAULT_TOP_K"]
 
     limit = config["MAX_TOP_K"]
-    if isinstance(raw, bool) or not str(raw).strip().lstrip("-").isdigit():
+    if isinstance(raw, bool) or not _WHOLE_NUMBER.fullmatch(str(raw).strip()):
         raise BadRequest(
             f"top_k must be a whole number from 1 to {limit}; received {raw!r}"
         )
@@ -69,7 +65,7 @@ def _read_image_source(request, body):
             raise BadRequest('the JSON body needs a "url" string naming an image')
         started = time.perf_counter()
         data = fetch_image_bytes(url, flask.current_app.extensions["fetch_policy"])
-        _stage("fetch", started)
+        stage("fetch", started)
         return data, "url", url
 
     if request.files:
@@ -87,52 +83,18 @@ def _read_image_source(request, body):
 def classify():
     """Classifies one image, uploaded or fetched by URL."""
     request = flask.request
-    config = flask.current_app.config["DEEPCLASSIFY"]
-    body = _json_body(request)
-    top_k = _top_k(request, body)
-    flask.g.stages.setdefault("fetch", 0.0)
+    body = read_json_body(request)
+    top_k = read_top_k(request, body)
+    for name in ("fetch", "decode", "inference"):
+        flask.g.stages.setdefault(name, 0.0)
 
     data, source, _ = _read_image_source(request, body)
-
-    started = time.perf_counter()
-    decoded = imaging.decode_image(data, max_pixels=config["MAX_IMAGE_PIXELS"])
-    _stage("decode", started)
-
-    started = time.perf_counter()
-    client = flask.current_app.extensions["model_client"]
-    prediction = client.predict(decoded.pixels[np.newaxis])
-    _stage("inference", started)
-
-    names = labels.class_names()
-    probabilities = prediction.probabilities[0]
-    best = np.argsort(-probabilities, kind="stable")[:top_k]
-    predictions = [
-        {
-            "class_id": int(index),
-            "label": names[index],
-            "probability": float(probabilities[index]),
-            "logit": float(prediction.logits[0][index]),
-        }
-        for index in best
-    ]
+    (result,) = classify_images([(data, source)], top_k)
+    if isinstance(result, ApiError):
+        raise result
     flask.g.stages["total"] = round((time.perf_counter() - flask.g.started) * 1000, 2)
 
-    return {
-        "predictions": predictions,
-        "model": {
-            "name": contract.MODEL_NAME,
-            "version": prediction.version,
-            "weights": prediction.weights[0],
-        },
-        "image": {
-            "width": decoded.width,
-            "height": decoded.height,
-            "format": decoded.format,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "source": source,
-        },
-        "timing_ms": dict(flask.g.stages),
-    }
+    return {**result, "timing_ms": dict(flask.g.stages)}
 
 
 @api.get("/api/v1/model")

@@ -110,7 +110,9 @@ def start_model_server(port, model_config, log_path, extra_args=()):
     return Process("model-server", command, log_path, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
-def start_gateway(port, model_server, log_path, settings=None, workers=2, threads=8):
+def start_gateway(
+    port, model_server, log_path, settings=None, workers=2, threads=8, env=None
+):
     """Starts the gateway under gunicorn from the gateway environment.
 
     Args:
@@ -120,8 +122,11 @@ def start_gateway(port, model_server, log_path, settings=None, workers=2, thread
         settings: extra ``DEEPCLASSIFY_*`` settings, without the prefix.
         workers: gunicorn worker processes.
         threads: threads per worker.
+        env: other environment variables, such as
+            ``PROMETHEUS_MULTIPROC_DIR``. Defaults to none.
     """
     env = {
+        **(env or {}),
         "DEEPCLASSIFY_MODEL_SERVER": model_server,
         "DEEPCLASSIFY_BIND": f"127.0.0.1:{port}",
         "DEEPCLASSIFY_WORKERS": str(workers),

@@ -1,0 +1,92 @@
+"""The OpenAPI description is served, and true of the app.
+
+Schemathesis generates requests from ``gateway/openapi.json`` (a few dozen
+per operation), sends them to the app built in-process against the
+session's model server, and checks each answer: never a 5xx, a documented
+status and content type, and a body matching its schema. Real successful
+answers, which generated data rarely reaches, are checked against the
+schema on their own.
+"""
+
+import io
+import json
+
+import hypothesis
+import pytest
+import schemathesis
+from schemathesis import checks
+
+from gateway import create_app
+from gateway.openapi import SPEC_PATH
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES_PER_OPERATION = 25
+
+
+@pytest.fixture(scope="module")
+def app(model_server):
+    return create_app({"MODEL_SERVER": model_server})
+
+
+@pytest.fixture(scope="module")
+def api_schema(app):
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+def test_answers_match_the_description(case):
+    case.call_and_validate(
+        checks=[
+            checks.not_a_server_error,
+            checks.status_code_conformance,
+            checks.content_type_conformance,
+            checks.response_schema_conformance,
+        ]
+    )
+
+
+def test_served_description_is_the_file(app):
+    response = app.test_client().get("/api/v1/openapi.json")
+
+    assert response.status_code == 200
+    assert response.get_json() == json.loads(SPEC_PATH.read_text())
+
+
+def test_every_route_is_described(app):
+    described = set(json.loads(SPEC_PATH.read_text())["paths"])
+    ui_routes = {"/", "/url", "/upload", "/static/<path:name>"}
+
+    routes = {rule.rule for rule in app.url_map.iter_rules()} - ui_routes
+
+    assert routes == described
+
+
+def test_successful_answers_match_the_description(app, api_schema, photos):
+    client = app.test_client()
+    chelsea = photos["chelsea.png"].read_bytes()
+    answers = {
+        ("/api/v1/classify", "POST"): client.post(
+            "/api/v1/classify", data={"image": (io.BytesIO(chelsea), "c.png")}
+        ),
+        ("/api/v1/classify/batch", "POST"): client.post(
+            "/api/v1/classify/batch",
+            data={"image": [(io.BytesIO(chelsea), "c.png"), (io.BytesIO(b""), "e")]},
+        ),
+        ("/api/v1/model", "GET"): client.get("/api/v1/model"),
+        ("/readyz", "GET"): client.get("/readyz"),
+    }
+
+    for (path, method), response in answers.items():
+        assert response.status_code == 200, (path, response.get_data(as_text=True))
+        assert api_schema[path][method].validate_response(response) is not False
