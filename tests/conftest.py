@@ -228,3 +228,25 @@ def logits_match(served, reference, tolerance=1e-3):
     reference = np.asarray(reference, dtype=np.float64)
     worst = float(np.max(np.abs(served - reference)) / np.std(reference))
     return worst <= tolerance, worst
+
+
+def top_ids_match(served_ids, reference, tolerance=1e-3):
+    """Whether served class ids rank as the reference logits do.
+
+    Two classes whose reference logits differ by less than the numeric
+    tolerance have no meaningful order (batching may change the last
+    digits), so at each rank the served class must have the reference's
+    logit at that rank within ``tolerance`` times the spread.
+
+    Returns:
+        ``(ok, ranks)``: whether every rank agrees, and the ranks that don't.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    expected = np.sort(reference)[::-1][: len(served_ids)]
+    allowed = tolerance * np.std(reference)
+    wrong = [
+        rank
+        for rank, class_id in enumerate(served_ids)
+        if abs(reference[class_id] - expected[rank]) > allowed
+    ]
+    return not wrong and len(set(served_ids)) == len(served_ids), wrong
