@@ -395,6 +395,9 @@ def test_model_server_args_name_files_the_config_map_mounts():
         assert flags["--rest_api_port"] == str(ports["http"])
         assert flags["--enable_batching"] == "true"
         assert "grpc.max_connection_age_ms=" in flags["--grpc_channel_arguments"]
+        cpu_limit = container["resources"]["limits"]["cpu"]
+        assert flags["--tensorflow_intra_op_parallelism"] == cpu_limit
+        assert flags["--tensorflow_inter_op_parallelism"] == cpu_limit
 
 
 def test_model_server_args_are_the_images_own():
