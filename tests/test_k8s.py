@@ -569,3 +569,63 @@ def test_compose_wires_the_gateway_to_the_model_server():
     host, port = environment["DEEPCLASSIFY_MODEL_SERVER"].split(":")
     assert host in services and port == "8500"
     assert environment["DEEPCLASSIFY_BIND"] == "0.0.0.0:8000"
+
+
+def dockerignore_excludes(path, patterns):
+    """Whether Docker leaves ``path`` out of the build context.
+
+    Follows Docker's rules for the patterns used here: ``*`` and ``?`` stay
+    within one path segment, ``**`` spans any, a pattern also matches the
+    folders above a path, ``!`` re-includes, and the last match decides.
+    """
+    excluded = False
+    parts = path.split("/")
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern.removeprefix("!").strip("/")
+        regex = ""
+        for token in re.split(r"(\*\*|\*|\?)", body):
+            regex += {"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
+                token, re.escape(token)
+            )
+        prefixes = ("/".join(parts[: index + 1]) for index in range(len(parts)))
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_sends_what_the_images_copy_and_nothing_else():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and line[0] != "#"]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    sources = [
+        source
+        for path in DOCKERFILES
+        for word, rest in dockerfile_instructions(path)
+        if word == "COPY"
+        for source in shlex.split(rest)[:-1]
+    ]
+    needed = [
+        name
+        for name in tracked
+        for source in sources
+        if f"{name}/".startswith(f"{source.rstrip('/')}/")
+    ]
+    assert len(needed) > 10
+
+    for name in needed:
+        assert not dockerignore_excludes(name, patterns), name
+    # The exported model is copied; an export still being written is not.
+    assert not dockerignore_excludes("models/inception_v3/1/saved_model.pb", patterns)
+    for name in (
+        "models/inception_v3/.export-x1/saved_model.pb",
+        ".venv/model/bin/python",
+        ".git/HEAD",
+        "gateway/__pycache__/routes.cpython-311.pyc",
+        "tests/test_k8s.py",
+        "requirements/model.txt",
+        "k8s/kustomization.yaml",
+    ):
+        assert dockerignore_excludes(name, patterns), name
