@@ -258,7 +258,7 @@ def test_link_to_text_shows_the_api_error(page, gateway_url, file_server):
     page.get_by_role("button", name="Classify").click()
 
     expect(page.locator("#url-error")).to_have_text(detail)
-    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#stage")).to_be_hidden()
     expect(page.get_by_role("button", name="Classify")).to_be_enabled()
     screenshot(page, "url-error")
 
@@ -304,7 +304,7 @@ def test_server_down_is_said_in_words(page, photos):
     )
 
     expect(page.locator("#upload-error")).to_have_text(UNREACHABLE)
-    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#stage")).to_be_hidden()
     expect(page.get_by_label("Photo to classify", exact=True)).to_be_enabled()
 
 

@@ -99,7 +99,7 @@ function hideStage() {
 
 function showPreview(source, caption, hint = "", { thumbnail = false } = {}) {
   const image = byId("stage-image");
-  image.classList.remove("broken");
+  byId("stage-figure").classList.remove("broken");
   image.classList.toggle("thumbnail", thumbnail);
   image.src = source;
   image.alt = caption ? `Preview: ${caption}` : "Preview of the image";
@@ -206,8 +206,7 @@ async function run(view, task) {
         ? failure.message
         : `The page could not send this image: ${failure.message}`,
     );
-    byId("stage-hint").textContent = "Not classified.";
-    byId("stage-hint").hidden = false;
+    hideStage();
   } finally {
     if (mine === serial) setBusy(false);
   }
@@ -246,9 +245,9 @@ byId("url-input").addEventListener("change", () => {
 });
 
 byId("stage-image").addEventListener("error", () => {
-  if (byId("stage").hidden) return;
-  byId("stage-image").classList.add("broken");
-  byId("stage-image").alt = "No preview: the browser cannot show this image";
+  if (byId("stage-image").getAttribute("src")) {
+    byId("stage-figure").classList.add("broken");
+  }
 });
 
 // ---- By upload: picker, drop, paste ------------------------------------
