@@ -167,7 +167,8 @@ def test_page_is_served(gateway_url):
         script = requests.get(f"{gateway_url}/static/{name}", timeout=10)
         assert script.status_code == 200
         # Browsers run a module only when it is served as JavaScript.
-        assert script.headers["Content-Type"].startswith("text/javascript")
+        media_type = script.headers["Content-Type"].split(";")[0]
+        assert media_type in ("text/javascript", "application/javascript")
     api = requests.get(gateway_url + "/static/api.js", timeout=10)
     assert "/api/v1/classify" in api.text
 

@@ -238,6 +238,10 @@ def test_link_is_classified_on_enter(page, gateway_url, file_server):
     page.goto("/url")
     field = page.get_by_label("Image address (URL)", exact=True)
     field.fill(url)
+    expect(page.locator("#stage-image")).to_have_attribute("src", url)
+    expect(page.locator("#stage-hint")).to_have_text(
+        "Press Enter or Classify to name what is in it."
+    )
     field.press("Enter")
 
     assert shown(page) == formatted(response.json())

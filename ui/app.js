@@ -215,6 +215,7 @@ async function run(view, task) {
 // ---- By link -----------------------------------------------------------
 
 function classifyLink(url) {
+  clearTimeout(previewTimer);
   showPreview(url, url);
   run("url", async () => ({
     answer: await classifyUrl(url),
@@ -234,14 +235,27 @@ byId("url-form").addEventListener("submit", (event) => {
   classifyLink(url);
 });
 
-byId("url-input").addEventListener("change", () => {
+// The preview follows the field: at once when it changes (a paste, Enter,
+// leaving it), and PREVIEW_DELAY_MS after the last key while typing.
+const PREVIEW_DELAY_MS = 500;
+let previewTimer = null;
+
+function previewLink() {
+  clearTimeout(previewTimer);
   const url = byId("url-input").value.trim();
+  if (byId("stage-image").getAttribute("src") === url && !byId("stage").hidden) return;
   clearError("url");
   if (/^https?:\/\/\S+$/i.test(url)) {
     showPreview(url, url, "Press Enter or Classify to name what is in it.");
   } else {
     hideStage();
   }
+}
+
+byId("url-input").addEventListener("change", previewLink);
+byId("url-input").addEventListener("input", () => {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(previewLink, PREVIEW_DELAY_MS);
 });
 
 byId("stage-image").addEventListener("error", () => {
