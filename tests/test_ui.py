@@ -157,6 +157,19 @@ def test_landing_names_the_model_and_warns_of_random_weights(page, gateway_url):
     expect(page.locator("#home-title")).to_be_visible()
 
 
+def test_keyboard_alone_reaches_the_link_field(page, gateway_url):
+    page.goto("/")
+
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == "/url":
+            break
+    page.keyboard.press("Enter")
+
+    expect(page).to_have_url(gateway_url + "/url")
+    expect(page.get_by_label("Image address (URL)", exact=True)).to_be_focused()
+
+
 def test_upload_by_picker_shows_the_api_answer(page, gateway_url, photos):
     path = photos["chelsea.png"]
     answer = api_upload(gateway_url, path, "image/png")
