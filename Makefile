@@ -10,13 +10,16 @@ GATEWAY_PY := $(GATEWAY_ENV)/bin/python
 PIP_FLAGS := --quiet --disable-pip-version-check
 # Where the tests write screenshots and logs for a person to look at.
 ARTIFACTS ?= test-artifacts
+# Debian's Chromium drives the page's browser tests (no downloaded browser).
+CHROMIUM := /usr/bin/chromium
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: run test setup lint format protos clean
 
 run: setup
 	$(MODEL_PY) -m tools.run
 
-test: setup
+test: setup $(CHROMIUM)
 	$(MODEL_PY) -m ruff check .
 	$(MODEL_PY) -m ruff format --check .
 	$(MODEL_PY) scripts/extract_protos.py --check
@@ -34,6 +37,10 @@ $(GATEWAY_ENV)/.installed: requirements/gateway.txt
 	$(PYTHON) -m venv $(GATEWAY_ENV)
 	$(GATEWAY_PY) -m pip install $(PIP_FLAGS) -r requirements/gateway.txt
 	touch $@
+
+$(CHROMIUM):
+	$(APT_GET) update -qq
+	$(APT_GET) install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
 lint: setup
 	$(MODEL_PY) -m ruff check .

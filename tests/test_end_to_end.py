@@ -164,9 +164,14 @@ def test_page_is_served(gateway_url):
         response = requests.get(gateway_url + path, timeout=10)
         assert response.status_code == 200
         assert "DeepClassify" in response.text
-    script = requests.get(gateway_url + "/static/app.js", timeout=10)
-    assert script.status_code == 200
-    assert "/api/v1/classify" in script.text
+    for name in ("app.js", "api.js", "images.js", "recent.js"):
+        script = requests.get(f"{gateway_url}/static/{name}", timeout=10)
+        assert script.status_code == 200
+        # Browsers run a module only when it is served as JavaScript.
+        media_type = script.headers["Content-Type"].split(";")[0]
+        assert media_type in ("text/javascript", "application/javascript")
+    api = requests.get(gateway_url + "/static/api.js", timeout=10)
+    assert "/api/v1/classify" in api.text
 
 
 def test_text_file_by_url_is_415(gateway_url, file_server):
