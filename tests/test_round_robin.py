@@ -10,10 +10,12 @@ which server made each one.
 """
 
 import collections
+import io
 import shutil
 
 import pytest
 import requests
+from PIL import Image
 
 from tests.conftest import wait_for_available
 from tools import stack
@@ -75,19 +77,31 @@ def start_gateway(two_model_servers, log_dir):
         process.stop()
 
 
+def distinct_encodings(photo, count):
+    """The photo as ``count`` different JPEG files, so no answer is cached."""
+    with Image.open(photo) as image:
+        rgb = image.convert("RGB")
+    encodings = []
+    for quality in range(60, 60 + count):
+        buffer = io.BytesIO()
+        rgb.save(buffer, "JPEG", quality=quality)
+        encodings.append(buffer.getvalue())
+    return encodings
+
+
 def versions_answering(url, photo):
     """Classifies the photo ``CALLS`` times; counts answers per version."""
-    data = photo.read_bytes()
     counts = collections.Counter()
     with requests.Session() as session:
-        for _ in range(CALLS):
+        for data in distinct_encodings(photo, CALLS):
             response = session.post(
                 url + "/api/v1/classify",
-                files={"image": (photo.name, data)},
+                files={"image": ("photo.jpg", data)},
                 data={"top_k": 1},
                 timeout=60,
             )
             assert response.status_code == 200, response.text
+            assert response.json()["cached"] is False
             counts[response.json()["model"]["version"]] += 1
 
     return counts
