@@ -121,14 +121,14 @@ def model_server_log(log_dir):
 
 @pytest.fixture(scope="session")
 def model_server(model_config, model_server_log):
-    """A local model server on a free port, batching as under ``make run``.
+    """A local model server on a free port, with the flags of ``make run``.
 
     Yields:
         Its ``host:port``.
     """
     port = stack.free_port()
     process = stack.start_model_server(
-        port, model_config, model_server_log, extra_args=stack.BATCHING_ARGS
+        port, model_config, model_server_log, extra_args=stack.MODEL_SERVER_ARGS
     )
     try:
         wait_for_available(f"127.0.0.1:{port}")

@@ -75,3 +75,23 @@ def test_spec_without_an_available_version_is_not_found(fields, message):
         store.resolve(spec(**fields))
 
     assert raised.value.message == message
+
+
+def test_a_reread_config_updates_adds_and_drops_models():
+    from serving.service import Models
+
+    kept = store_with({1, 2}, {"stable": 1})
+    dropped = store_with({1}, {})
+    dropped.name = "gone"
+    models = Models([kept, dropped])
+    new_kept = model_server_config_pb2.ModelConfig(name="m", base_path="/nowhere")
+    new_kept.version_labels["stable"] = 2
+    added = model_server_config_pb2.ModelConfig(name="new", base_path="/elsewhere")
+
+    models.update([new_kept, added], ModelStore)
+
+    assert sorted(models.stores) == ["m", "new"]
+    assert models.stores["m"] is kept
+    assert kept.resolve(spec(label="stable")).version == 2
+    assert models.stores["new"].base_path.as_posix() == "/elsewhere"
+    assert [state for _, state, _ in dropped.statuses()] == [State.END, State.LOADING]

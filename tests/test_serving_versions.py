@@ -2,7 +2,8 @@
 
 The server here watches a copy of the session's export (policy ``all``,
 labels ``stable: 1`` and ``canary: 2``, no batching); the tests add
-version folders to it while it runs, by copying version 1.
+version folders to it while it runs, by copying version 1, and change its
+config. They build on one another, in the order written.
 """
 
 import os
@@ -41,18 +42,25 @@ def versions_base(model_base, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def versions_server(versions_base, tmp_path_factory, log_dir):
-    config = stack.write_model_config(
+def versions_config(versions_base, tmp_path_factory):
+    return stack.write_model_config(
         tmp_path_factory.mktemp("versions-config") / "models.config",
         versions_base,
         extra=POLICY + LABELS,
     )
+
+
+@pytest.fixture(scope="module")
+def versions_server(versions_config, log_dir):
     port = stack.free_port()
     process = stack.start_model_server(
         port,
-        config,
+        versions_config,
         log_dir / "model-server-versions.log",
-        extra_args=["--file_system_poll_wait_seconds=0.2"],
+        extra_args=[
+            "--file_system_poll_wait_seconds=0.2",
+            "--model_config_file_poll_wait_seconds=0.2",
+        ],
     )
     try:
         wait_for_available(f"127.0.0.1:{port}")
@@ -204,3 +212,23 @@ def test_version_whose_warmup_fails_is_not_served(
         "this version has classify_images, serving_default",
     )
     assert answered_version(predict_stub, photos) == 2
+
+
+def test_changed_labels_apply_without_restart(
+    versions_server, versions_base, versions_config, photos
+):
+    predict_stub, _ = versions_server
+
+    stack.write_model_config(
+        versions_config,
+        versions_base,
+        extra=POLICY + 'version_labels { key: "stable" value: 2 }\n',
+    )
+    deadline = time.monotonic() + 60
+    while answered_version(predict_stub, photos, label="stable") != 2:
+        assert time.monotonic() < deadline, "the new label was not applied"
+        time.sleep(0.2)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        answered_version(predict_stub, photos, label="canary")
+    assert raised.value.details() == "Unrecognized servable version label: canary"
