@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from deepclassify import contract
-from tests.conftest import wait_for_available
+from tests.conftest import running_model_server
 from tools import stack
 
 pytestmark = pytest.mark.e2e
@@ -52,26 +52,19 @@ def versions_config(versions_base, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def versions_server(versions_config, log_dir):
-    port = stack.free_port()
-    process = stack.start_model_server(
-        port,
-        versions_config,
-        log_dir / "model-server-versions.log",
-        extra_args=[
-            "--file_system_poll_wait_seconds=0.2",
-            "--model_config_file_poll_wait_seconds=0.2",
-        ],
-    )
-    try:
-        wait_for_available(f"127.0.0.1:{port}")
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    flags = [
+        "--file_system_poll_wait_seconds=0.2",
+        "--model_config_file_poll_wait_seconds=0.2",
+    ]
+    log_path = log_dir / "model-server-versions.log"
+    with (
+        running_model_server(versions_config, log_path, flags) as target,
+        grpc.insecure_channel(target) as channel,
+    ):
         yield (
             prediction_service_pb2_grpc.PredictionServiceStub(channel),
             model_service_pb2_grpc.ModelServiceStub(channel),
         )
-        channel.close()
-    finally:
-        process.stop()
 
 
 def add_version(base, number, change=None):
