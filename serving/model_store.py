@@ -97,8 +97,14 @@ class ModelVersion:
         Raises:
             tf.errors.InvalidArgumentError: the graph refused the inputs
                 (an image that cannot be decoded, for instance).
+            ServableNotFound: the version was unloaded meanwhile (a call
+                that waited for a batch, for instance).
         """
-        function = self.signatures[signature_name]
+        function = self.signatures.get(signature_name)
+        if function is None:
+            raise ServableNotFound(
+                f"Servable not found: version {self.version} has been unloaded"
+            )
         outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
 
         return {name: tensor.numpy() for name, tensor in outputs.items()}

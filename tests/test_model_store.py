@@ -95,3 +95,13 @@ def test_a_reread_config_updates_adds_and_drops_models():
     assert kept.resolve(spec(label="stable")).version == 2
     assert models.stores["new"].base_path.as_posix() == "/elsewhere"
     assert [state for _, state, _ in dropped.statuses()] == [State.END, State.LOADING]
+
+
+def test_a_call_to_an_unloaded_version_is_not_found():
+    version = ModelVersion(3, None, state=State.AVAILABLE)
+    version.unload()
+
+    with pytest.raises(ServableNotFound) as raised:
+        version.run("serving_default", {})
+
+    assert raised.value.message == ("Servable not found: version 3 has been unloaded")
