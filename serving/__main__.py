@@ -2,7 +2,8 @@
 
 The flags carry ``tensorflow_model_server``'s names, so a command line
 written for one works for the other where they overlap: ``--port``,
-``--model_config_file``, ``--file_system_poll_wait_seconds``,
+``--model_config_file``, ``--model_config_file_poll_wait_seconds``,
+``--file_system_poll_wait_seconds``,
 ``--enable_batching``, ``--batching_parameters_file``,
 ``--grpc_channel_arguments``, ``--grpc_max_threads`` and the TensorFlow
 thread counts. ``--monitoring_config_file`` and ``--rest_api_port`` are
@@ -14,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -47,6 +49,13 @@ def parse_args(argv):
         type=float,
         default=1.0,
         help="how often the model folders are checked for new versions",
+    )
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="how often the model config file is read again (labels, policies, "
+        "models); 0 (default) reads it once",
     )
     parser.add_argument(
         "--grpc_max_threads", type=int, default=32, help="concurrent calls served"
@@ -112,6 +121,20 @@ def parse_channel_arguments(text):
         options.append((key.strip(), int(value) if value.isdigit() else value))
 
     return options
+
+
+def reread_model_config(path, models):
+    """Applies the model config file again; keeps the old one if it is bad."""
+    from serving.config import ConfigError, read_model_config
+    from serving.model_store import ModelStore
+
+    try:
+        configs = read_model_config(path)
+    except ConfigError as error:
+        log.error("keeping the previous model config: %s", error)
+        return
+
+    models.update(configs, ModelStore)
 
 
 def make_runner(args):
@@ -198,9 +221,16 @@ def main(argv=None):
 
     stopping = threading.Event()
 
+    config_wait = args.model_config_file_poll_wait_seconds
+    next_config_read = time.monotonic() + config_wait
+
     def poll_versions():
+        nonlocal next_config_read
         while not stopping.is_set():
-            for store in stores:
+            if config_wait > 0 and time.monotonic() >= next_config_read:
+                next_config_read = time.monotonic() + config_wait
+                reread_model_config(args.model_config_file, models)
+            for store in list(models.stores.values()):
                 try:
                     store.refresh()
                 except Exception:  # One bad poll must not end polling.

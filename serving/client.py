@@ -1,8 +1,9 @@
 """Classifies image files over gRPC: ``python -m serving.client IMAGE...``.
 
 A direct client of the model server (TensorFlow Serving or the local one)
-that needs only grpcio, Pillow and NumPy: no TensorFlow. It prints the
-top-5 classes of each image.
+that runs in the gateway's environment: grpcio and the message classes of
+``deepclassify.tfs_protos``, no TensorFlow. It prints the top-5 classes of
+each image.
 
 With ``--signature classify_images`` (the default) it sends the files as
 they are and the graph decodes, resizes and names the classes. With

@@ -12,10 +12,12 @@ A version is ``LOADING`` while its SavedModel loads and its warmup requests
 them) are replayed; a version whose load or warmup fails ends in ``END``
 with the error, reported by ``GetModelStatus``.
 
-Version labels (``version_labels`` in ``models.config``) are resolved at
-each request: a label naming a version that is not ``AVAILABLE`` answers
-``NOT_FOUND``. TensorFlow Serving instead refuses such a config unless it
-runs with ``--allow_version_labels_for_unavailable_models``.
+The store's config may be replaced while serving (``reconfigure``, when
+the server re-reads ``models.config``). Version labels (``version_labels``
+in ``models.config``) are resolved at each request: a label naming a
+version that is not ``AVAILABLE`` answers ``NOT_FOUND``. TensorFlow
+Serving instead refuses such a config unless it runs with
+``--allow_version_labels_for_unavailable_models``.
 """
 
 import dataclasses
@@ -95,8 +97,14 @@ class ModelVersion:
         Raises:
             tf.errors.InvalidArgumentError: the graph refused the inputs
                 (an image that cannot be decoded, for instance).
+            ServableNotFound: the version was unloaded meanwhile (a call
+                that waited for a batch, for instance).
         """
-        function = self.signatures[signature_name]
+        function = self.signatures.get(signature_name)
+        if function is None:
+            raise ServableNotFound(
+                f"Servable not found: version {self.version} has been unloaded"
+            )
         outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
 
         return {name: tensor.numpy() for name, tensor in outputs.items()}
@@ -211,7 +219,9 @@ class ModelStore:
             log.warning("no version folder under %s yet", self.base_path)
 
         for number in sorted(wanted):
-            if number in self._versions:
+            known = self._versions.get(number)
+            # A version that failed stays failed; one unloaded may come back.
+            if known is not None and (known.state != State.END or known.error):
                 continue
             version = ModelVersion(number, on_disk[number])
             with self._lock:
@@ -220,6 +230,19 @@ class ModelStore:
 
         for number, version in list(self._versions.items()):
             if number not in wanted and version.state == State.AVAILABLE:
+                version.unload()
+
+    def reconfigure(self, model_config):
+        """Takes a new policy and labels; the next ``refresh`` applies them."""
+        if model_config != self.config:
+            log.info("model %s: new config %s", self.name, model_config)
+        self.config = model_config
+        self.base_path = pathlib.Path(model_config.base_path)
+
+    def unload_all(self):
+        """Unloads every version, for a model removed from the config."""
+        for version in list(self._versions.values()):
+            if version.state == State.AVAILABLE:
                 version.unload()
 
     def resolve(self, model_spec):

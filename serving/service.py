@@ -78,6 +78,27 @@ class Models:
     def __init__(self, stores):
         self.stores = {store.name: store for store in stores}
 
+    def update(self, configs, make_store):
+        """Applies a re-read ``models.config``.
+
+        Models still listed take their new policy, labels and base path;
+        new ones get a store from ``make_store(config)``; models no longer
+        listed are unloaded and forgotten.
+        """
+        stores = {}
+        for config in configs:
+            store = self.stores.get(config.name)
+            if store is None:
+                store = make_store(config)
+            else:
+                store.reconfigure(config)
+            stores[config.name] = store
+        for name, store in self.stores.items():
+            if name not in stores:
+                store.unload_all()
+        # One assignment: calls in flight see the old or the new set.
+        self.stores = stores
+
     def store_for(self, model_spec):
         if not model_spec.name:
             raise InvalidArgument("Missing ModelSpec")

@@ -6,6 +6,7 @@ test that needs them. Their logs go to ``$DEEPCLASSIFY_ARTIFACTS/logs``
 (``make test`` names the folder) so a failure can be read afterwards.
 """
 
+import contextlib
 import functools
 import http.server
 import os
@@ -119,22 +120,31 @@ def model_server_log(log_dir):
     return log_dir / "model-server.log"
 
 
-@pytest.fixture(scope="session")
-def model_server(model_config, model_server_log):
-    """A local model server on a free port, batching as under ``make run``.
+@contextlib.contextmanager
+def running_model_server(model_config, log_path, extra_args=()):
+    """Starts a local model server on a free port, stopped on exit.
 
     Yields:
-        Its ``host:port``.
+        Its ``host:port``, once a version is AVAILABLE.
     """
     port = stack.free_port()
     process = stack.start_model_server(
-        port, model_config, model_server_log, extra_args=stack.BATCHING_ARGS
+        port, model_config, log_path, extra_args=extra_args
     )
     try:
         wait_for_available(f"127.0.0.1:{port}")
         yield f"127.0.0.1:{port}"
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def model_server(model_config, model_server_log):
+    """A local model server with the flags of ``make run``; yields ``host:port``."""
+    with running_model_server(
+        model_config, model_server_log, stack.MODEL_SERVER_ARGS
+    ) as target:
+        yield target
 
 
 @pytest.fixture(scope="session")

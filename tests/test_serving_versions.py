@@ -2,7 +2,8 @@
 
 The server here watches a copy of the session's export (policy ``all``,
 labels ``stable: 1`` and ``canary: 2``, no batching); the tests add
-version folders to it while it runs, by copying version 1.
+version folders to it while it runs, by copying version 1, and change its
+config. They build on one another, in the order written.
 """
 
 import os
@@ -21,7 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from deepclassify import contract
-from tests.conftest import wait_for_available
+from tests.conftest import running_model_server
 from tools import stack
 
 pytestmark = pytest.mark.e2e
@@ -41,29 +42,29 @@ def versions_base(model_base, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def versions_server(versions_base, tmp_path_factory, log_dir):
-    config = stack.write_model_config(
+def versions_config(versions_base, tmp_path_factory):
+    return stack.write_model_config(
         tmp_path_factory.mktemp("versions-config") / "models.config",
         versions_base,
         extra=POLICY + LABELS,
     )
-    port = stack.free_port()
-    process = stack.start_model_server(
-        port,
-        config,
-        log_dir / "model-server-versions.log",
-        extra_args=["--file_system_poll_wait_seconds=0.2"],
-    )
-    try:
-        wait_for_available(f"127.0.0.1:{port}")
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def versions_server(versions_config, log_dir):
+    flags = [
+        "--file_system_poll_wait_seconds=0.2",
+        "--model_config_file_poll_wait_seconds=0.2",
+    ]
+    log_path = log_dir / "model-server-versions.log"
+    with (
+        running_model_server(versions_config, log_path, flags) as target,
+        grpc.insecure_channel(target) as channel,
+    ):
         yield (
             prediction_service_pb2_grpc.PredictionServiceStub(channel),
             model_service_pb2_grpc.ModelServiceStub(channel),
         )
-        channel.close()
-    finally:
-        process.stop()
 
 
 def add_version(base, number, change=None):
@@ -204,3 +205,23 @@ def test_version_whose_warmup_fails_is_not_served(
         "this version has classify_images, serving_default",
     )
     assert answered_version(predict_stub, photos) == 2
+
+
+def test_changed_labels_apply_without_restart(
+    versions_server, versions_base, versions_config, photos
+):
+    predict_stub, _ = versions_server
+
+    stack.write_model_config(
+        versions_config,
+        versions_base,
+        extra=POLICY + 'version_labels { key: "stable" value: 2 }\n',
+    )
+    deadline = time.monotonic() + 60
+    while answered_version(predict_stub, photos, label="stable") != 2:
+        assert time.monotonic() < deadline, "the new label was not applied"
+        time.sleep(0.2)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        answered_version(predict_stub, photos, label="canary")
+    assert raised.value.details() == "Unrecognized servable version label: canary"

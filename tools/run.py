@@ -38,7 +38,7 @@ def main(argv=None):
         args.grpc_port,
         "serving/models.config",
         LOG_DIR / "model-server.log",
-        extra_args=stack.BATCHING_ARGS,
+        extra_args=stack.MODEL_SERVER_ARGS,
     )
     gateway = stack.start_gateway(
         args.port, f"127.0.0.1:{args.grpc_port}", LOG_DIR / "gateway.log"

@@ -20,11 +20,13 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_PYTHON = ROOT / ".venv" / "model" / "bin" / "python"
 GATEWAY_BIN = ROOT / ".venv" / "gateway" / "bin"
-BATCHING_ARGS = (
+MODEL_SERVER_ARGS = (
     "--enable_batching",
     "--batching_parameters_file=serving/batching.config",
+    "--model_config_file_poll_wait_seconds=10",
 )
-"""Model server flags for batching as in production (relative to ROOT).
+"""Model server flags as in production: batching, and the model config
+re-read every 10 s (label changes). Paths are relative to ROOT.
 
 ``serving/monitoring.config`` is for TensorFlow Serving only: the local
 server has no REST port to publish metrics on.
