@@ -17,9 +17,11 @@ The documented preprocessing, which tests reproduce independently:
    the source pixels instead of skipping them (antialiasing).
 """
 
+import contextlib
 import dataclasses
 import io
 import logging
+import threading
 import warnings
 
 import numpy as np
@@ -36,6 +38,7 @@ BACKGROUND = (255, 255, 255)
 """Colour under transparent pixels."""
 
 RESAMPLE = Image.Resampling.BILINEAR
+_WARNINGS_LOCK = threading.Lock()
 
 # Leading bytes of common things that are not accepted images, so the 415
 # answer can say what was received.
@@ -154,10 +157,9 @@ def decode_image(data, max_pixels):
 
 def _open(data, max_pixels):
     try:
-        with warnings.catch_warnings():
+        with _pillow_warnings_ignored():
             # Our own pixel limit below is the one that applies, and a
             # corrupt EXIF block Pillow warns about is ignored on purpose.
-            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(
@@ -198,11 +200,20 @@ def _claimed_format(data):
     return None
 
 
+@contextlib.contextmanager
+def _pillow_warnings_ignored():
+    # catch_warnings swaps the process-wide filter list; two threads of a
+    # worker interleaving it could leave warnings ignored for good, so its
+    # uses here take turns.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _upright(image):
     try:
-        with warnings.catch_warnings():
+        with _pillow_warnings_ignored():
             # Pillow warns about a corrupt EXIF block it skips; so do we.
-            warnings.simplefilter("ignore")
             return ImageOps.exif_transpose(image)
     except Exception as error:  # Malformed EXIF comes in many shapes.
         log.debug("EXIF orientation ignored: %r", error)
