@@ -10,6 +10,12 @@ gRPC errors are translated here into the gateway's own errors:
 ``Retry-After``, ``DEADLINE_EXCEEDED`` becomes 504. A call that fails with
 ``UNAVAILABLE`` is retried once by gRPC itself, which covers a connection
 dropped while the model server restarted.
+
+Predict calls pass through a ``CallLimiter`` (``gateway/call_limit.py``):
+a bounded number in flight per process, a bounded line of requests
+waiting, 503 beyond it. While the model server is down the channel tries
+to reconnect at least every ``MAX_RECONNECT_BACKOFF_MS``, so the gateway
+serves again within about that long once it is back, with no restart.
 """
 
 import dataclasses
@@ -22,6 +28,7 @@ import grpc
 import numpy as np
 
 from deepclassify import contract, tfs_protos
+from gateway.call_limit import CallLimiter
 from gateway.errors import ApiError, ModelUnavailable, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,20 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest message sent or received; the same limit as the local server."""
 RETRY_AFTER_SECONDS = 2
+"""The ``Retry-After`` of every 503 about the model server."""
+RETRY_BUFFER_BYTES = MAX_MESSAGE_BYTES
+"""How much of a request gRPC keeps to send it again on ``UNAVAILABLE``.
+
+gRPC's default, 256 KiB, is less than one 299x299 image (262 KiB): a
+larger request is never retried. Keeping the whole of any request we may
+send makes the retry apply to every Predict call.
+"""
+MAX_RECONNECT_BACKOFF_MS = 2000
+"""Longest pause between attempts to reconnect to a model server that is down.
+
+gRPC's default grows to two minutes, which would leave the gateway
+answering 503 long after the model server came back.
+"""
 
 _STATE_NAMES = {
     0: "UNKNOWN",
@@ -84,6 +105,8 @@ class ModelClient:
         status_deadline_seconds,
         lb_policy="pick_first",
         model_name=contract.MODEL_NAME,
+        max_concurrent_calls=4,
+        max_waiting_calls=16,
     ):
         self.target = target
         self.deadline_seconds = deadline_seconds
@@ -94,12 +117,21 @@ class ModelClient:
         self._pid = None
         self._channel = None
         self._methods = None
+        self._limits = (max_concurrent_calls, max_waiting_calls)
+        # Built here to check the limits early, and again in each worker.
+        self._limiter = CallLimiter(*self._limits, RETRY_AFTER_SECONDS)
 
-    def _method(self, name):
+    @property
+    def limiter(self):
+        """The ``CallLimiter`` of this process's Predict calls."""
+        return self._opened()[1]
+
+    def _opened(self):
+        """Returns the channel's methods and the call limiter of this process."""
         with self._lock:
             if self._pid != os.getpid():
                 self._open()
-        return self._methods[name]
+        return self._methods, self._limiter
 
     def _open(self):
         # Runs in each worker after the fork; a channel inherited from the
@@ -112,6 +144,8 @@ class ModelClient:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.enable_retries", 1),
                 ("grpc.service_config", _service_config(self.lb_policy)),
+                ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+                ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
             ],
         )
         specs = {
@@ -139,6 +173,7 @@ class ModelClient:
             )
             for name, (path, request_class, response_class) in specs.items()
         }
+        self._limiter = CallLimiter(*self._limits, RETRY_AFTER_SECONDS)
         self._pid = os.getpid()
         log.info("model server channel to %s (%s)", self.target, self.lb_policy)
 
@@ -152,8 +187,11 @@ class ModelClient:
             A ``Prediction``.
 
         Raises:
-            ModelUnavailable: the model server is down or has no model.
-            UpstreamTimeout: the call took longer than the deadline.
+            ModelUnavailable: the model server is down or has no model, or
+                this process already has as many calls waiting as allowed
+                (``ModelBusy``).
+            UpstreamTimeout: waiting for a call slot and the call took longer
+                than the deadline.
             ApiError: the model server refused the request (a bug here).
         """
         request = tfs_protos.messages().PredictRequest()
@@ -162,7 +200,9 @@ class ModelClient:
         request.inputs[contract.INPUT_IMAGES].CopyFrom(
             tfs_protos.make_tensor_proto(pixels)
         )
-        response = self._call("predict", request, self.deadline_seconds)
+        _, limiter = self._opened()
+        with limiter.slot(self.deadline_seconds) as waited:
+            response = self._call("predict", request, self.deadline_seconds, waited)
 
         outputs = response.outputs
         try:
@@ -213,10 +253,10 @@ class ModelClient:
 
         return response.model_spec.version.value, sorted(signature_map.signature_def)
 
-    def _call(self, method_name, request, deadline):
-        method = self._method(method_name)
+    def _call(self, method_name, request, deadline, waited=0.0):
+        methods, _ = self._opened()
         try:
-            return method(request, timeout=deadline)
+            return methods[method_name](request, timeout=deadline - waited)
         except grpc.RpcError as error:
             raise _translate(error, self.target, deadline) from error
 
