@@ -11,7 +11,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 # Where the tests write screenshots and logs for a person to look at.
 ARTIFACTS ?= test-artifacts
 
-.PHONY: run test setup lint format protos clean
+.PHONY: run test soak setup lint format protos clean
 
 run: setup
 	$(MODEL_PY) -m tools.run
@@ -22,6 +22,11 @@ test: setup
 	$(MODEL_PY) scripts/extract_protos.py --check
 	DEEPCLASSIFY_ARTIFACTS=$(abspath $(ARTIFACTS)) $(MODEL_PY) -m pytest $(PYTEST_ARGS)
 	@echo "Screenshots and logs of the run: $(ARTIFACTS)/"
+
+# Bounded load on the real stack: 2000 requests at concurrency 16 (see
+# tools/soak.py for the flags); fails on any error or memory growth > 10%.
+soak: setup
+	$(MODEL_PY) -m tools.soak $(SOAK_ARGS)
 
 setup: $(MODEL_ENV)/.installed $(GATEWAY_ENV)/.installed
 

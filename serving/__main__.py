@@ -57,6 +57,13 @@ def parse_args(argv):
         default=0,
         help="TensorFlow ops run at once; 0 lets TensorFlow choose",
     )
+    parser.add_argument(
+        "--inject_delay_ms",
+        type=float,
+        default=0.0,
+        help="testing aid that TF Serving lacks: delay every Predict call by "
+        "this many milliseconds (see serving/fault_injection.py)",
+    )
 
     return parser.parse_args(argv)
 
@@ -75,6 +82,7 @@ def main(argv=None):
     )
 
     from serving.config import ConfigError, read_model_config
+    from serving.fault_injection import DelayedRunner
     from serving.model_store import ModelStore
     from serving.service import DirectRunner, Models, ModelService, PredictionService
 
@@ -92,6 +100,9 @@ def main(argv=None):
         return 2
     stores = [ModelStore(config) for config in configs]
     models = Models(stores)
+    runner = DirectRunner()
+    if args.inject_delay_ms > 0:
+        runner = DelayedRunner(runner, args.inject_delay_ms / 1000)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads),
@@ -101,7 +112,7 @@ def main(argv=None):
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(models, DirectRunner()), server
+        PredictionService(models, runner), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(models), server
