@@ -23,7 +23,11 @@ A 299x299 uint8 batch of 64 images is 17 MiB; encoded photos for the
 accepts up to 2 GiB; clients set their own limit to match this one.
 """
 GRACE_SECONDS = 10.0
-"""On SIGTERM, how long calls in flight may take before they are cut."""
+"""On SIGTERM, how long calls in flight may take before they are cut.
+
+New calls are refused at once (clients see ``UNAVAILABLE``); the process
+exits as soon as the calls in flight are done, or the grace is over.
+"""
 
 log = logging.getLogger("serving")
 
