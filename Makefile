@@ -14,7 +14,7 @@ ARTIFACTS ?= test-artifacts
 CHROMIUM := /usr/bin/chromium
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: run test setup lint format protos clean
+.PHONY: run test soak setup lint format protos clean
 
 run: setup
 	$(MODEL_PY) -m tools.run
@@ -25,6 +25,11 @@ test: setup $(CHROMIUM)
 	$(MODEL_PY) scripts/extract_protos.py --check
 	DEEPCLASSIFY_ARTIFACTS=$(abspath $(ARTIFACTS)) $(MODEL_PY) -m pytest $(PYTEST_ARGS)
 	@echo "Screenshots and logs of the run: $(ARTIFACTS)/"
+
+# Bounded load on the real stack: 2000 requests at concurrency 16 (see
+# tools/soak.py for the flags); fails on any error or memory growth > 10%.
+soak: setup
+	$(MODEL_PY) -m tools.soak $(SOAK_ARGS)
 
 setup: $(MODEL_ENV)/.installed $(GATEWAY_ENV)/.installed
 

@@ -49,6 +49,8 @@ def create_app(config=None):
         deadline_seconds=settings["MODEL_DEADLINE_SECONDS"],
         status_deadline_seconds=settings["MODEL_STATUS_DEADLINE_SECONDS"],
         lb_policy=settings["MODEL_LB_POLICY"],
+        max_concurrent_calls=settings["MODEL_MAX_CONCURRENT_CALLS"],
+        max_waiting_calls=settings["MODEL_MAX_WAITING_CALLS"],
     )
     app.extensions["fetch_policy"] = FetchPolicy.from_config(settings)
     app.extensions["weights_by_version"] = {}

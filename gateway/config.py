@@ -14,6 +14,12 @@ DEFAULTS = {
     "MODEL_SERVER": "127.0.0.1:8500",
     # Seconds a Predict call may take before the answer is 504.
     "MODEL_DEADLINE_SECONDS": 10.0,
+    # Predict calls one gateway process (gunicorn worker) keeps in flight at
+    # once, and requests allowed to wait for one of them; a request finding
+    # the waiting line full is 503 with Retry-After. The deadline above
+    # covers the wait and the call. See gateway/call_limit.py.
+    "MODEL_MAX_CONCURRENT_CALLS": 4,
+    "MODEL_MAX_WAITING_CALLS": 16,
     # Seconds a status or metadata call may take.
     "MODEL_STATUS_DEADLINE_SECONDS": 3.0,
     # gRPC load-balancing policy across the addresses the target resolves to.

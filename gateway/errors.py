@@ -67,6 +67,13 @@ class ModelUnavailable(ApiError):
     slug = "model-unavailable"
 
 
+class ModelBusy(ModelUnavailable):
+    """Refused before calling: this worker's model calls are all taken."""
+
+    title = "Model server busy"
+    slug = "model-busy"
+
+
 class UpstreamTimeout(ApiError):
     status = 504
     title = "Timed out"

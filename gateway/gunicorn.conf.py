@@ -30,11 +30,18 @@ else:
 bind = os.environ.get("DEEPCLASSIFY_BIND", "127.0.0.1:8000")
 wsgi_app = "gateway:create_app()"
 workers = int(os.environ.get("DEEPCLASSIFY_WORKERS", "2"))
-threads = int(os.environ.get("DEEPCLASSIFY_THREADS", "8"))
+# Above MODEL_MAX_CONCURRENT_CALLS + MODEL_MAX_WAITING_CALLS (4 + 16), so
+# that when the model server is slow some threads stay free for health
+# checks and for quick 503s (gateway/call_limit.py).
+threads = int(os.environ.get("DEEPCLASSIFY_THREADS", "32"))
 # Seconds a request may run before its worker is replaced; above the model
 # deadline plus the URL fetch limit, so only a stuck worker hits it.
 timeout = 60
-graceful_timeout = 20
+# The drain on SIGTERM (stop) and SIGHUP (reload): a worker stops accepting
+# and has this long to finish the requests it holds, then it is killed. It
+# covers the longest request, a URL fetch (10 s) then a model call (10 s).
+# An orchestrator must wait longer before its own SIGKILL.
+graceful_timeout = 25
 keepalive = 5
 accesslog = None
 errorlog = "-"

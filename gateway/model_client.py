@@ -14,6 +14,10 @@ dropped while the model server restarted. The channel reconnects on its
 own, trying again at least every ``RECONNECT_MAX_BACKOFF_MS``, so the
 gateway recovers within about a second of the model server coming back
 (gRPC's default backoff grows to two minutes).
+
+Predict calls pass through a ``CallLimiter`` (``gateway/call_limit.py``):
+a bounded number in flight per process, a bounded line of requests
+waiting, 503 beyond it.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ import grpc
 import numpy as np
 
 from deepclassify import contract, tfs_protos
+from gateway.call_limit import CallLimiter
 from gateway.errors import ApiError, ModelUnavailable, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,13 @@ RETRY_ATTEMPTS = 3
 RETRY_INITIAL_BACKOFF = "0.2s"
 RETRY_MAX_BACKOFF = "1s"
 RECONNECT_MAX_BACKOFF_MS = 1000
+RETRY_BUFFER_BYTES = MAX_MESSAGE_BYTES
+"""How much of a request gRPC keeps to send it again on ``UNAVAILABLE``.
+
+gRPC's default, 256 KiB, is less than one 299x299 image (262 KiB): a
+larger request is never retried. Keeping the whole of any request we may
+send makes the retry apply to every Predict call.
+"""
 
 _STATE_NAMES = {
     0: "UNKNOWN",
@@ -93,6 +105,8 @@ class ModelClient:
         status_deadline_seconds,
         lb_policy="pick_first",
         model_name=contract.MODEL_NAME,
+        max_concurrent_calls=4,
+        max_waiting_calls=16,
     ):
         self.target = target
         self.deadline_seconds = deadline_seconds
@@ -103,12 +117,21 @@ class ModelClient:
         self._pid = None
         self._channel = None
         self._methods = None
+        self._limits = (max_concurrent_calls, max_waiting_calls)
+        # Built here to check the limits early, and again in each worker.
+        self._limiter = CallLimiter(*self._limits, RETRY_AFTER_SECONDS)
 
-    def _method(self, name):
+    @property
+    def limiter(self):
+        """The ``CallLimiter`` of this process's Predict calls."""
+        return self._opened()[1]
+
+    def _opened(self):
+        """Returns the channel's methods and the call limiter of this process."""
         with self._lock:
             if self._pid != os.getpid():
                 self._open()
-        return self._methods[name]
+        return self._methods, self._limiter
 
     def _open(self):
         # Runs in each worker after the fork; a channel inherited from the
@@ -124,6 +147,7 @@ class ModelClient:
                 ("grpc.min_reconnect_backoff_ms", 100),
                 ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_BACKOFF_MS),
                 ("grpc.service_config", _service_config(self.lb_policy)),
+                ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
             ],
         )
         specs = {
@@ -151,6 +175,7 @@ class ModelClient:
             )
             for name, (path, request_class, response_class) in specs.items()
         }
+        self._limiter = CallLimiter(*self._limits, RETRY_AFTER_SECONDS)
         self._pid = os.getpid()
         log.info("model server channel to %s (%s)", self.target, self.lb_policy)
 
@@ -164,8 +189,11 @@ class ModelClient:
             A ``Prediction``.
 
         Raises:
-            ModelUnavailable: the model server is down or has no model.
-            UpstreamTimeout: the call took longer than the deadline.
+            ModelUnavailable: the model server is down or has no model, or
+                this process already has as many calls waiting as allowed
+                (``ModelBusy``).
+            UpstreamTimeout: waiting for a call slot and the call took longer
+                than the deadline.
             ApiError: the model server refused the request (a bug here).
         """
         request = tfs_protos.messages().PredictRequest()
@@ -174,7 +202,9 @@ class ModelClient:
         request.inputs[contract.INPUT_IMAGES].CopyFrom(
             tfs_protos.make_tensor_proto(pixels)
         )
-        response = self._call("predict", request, self.deadline_seconds)
+        _, limiter = self._opened()
+        with limiter.slot(self.deadline_seconds) as waited:
+            response = self._call("predict", request, self.deadline_seconds, waited)
 
         outputs = response.outputs
         try:
@@ -225,10 +255,10 @@ class ModelClient:
 
         return response.model_spec.version.value, sorted(signature_map.signature_def)
 
-    def _call(self, method_name, request, deadline):
-        method = self._method(method_name)
+    def _call(self, method_name, request, deadline, waited=0.0):
+        methods, _ = self._opened()
         try:
-            return method(request, timeout=deadline)
+            return methods[method_name](request, timeout=deadline - waited)
         except grpc.RpcError as error:
             raise _translate(error, self.target, deadline) from error
 

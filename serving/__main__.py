@@ -31,7 +31,11 @@ MAX_MESSAGE_BYTES = contract.GRPC_MAX_MESSAGE_BYTES
 ``RESOURCE_EXHAUSTED`` before it reaches the model.
 """
 GRACE_SECONDS = 10.0
-"""On SIGTERM, how long calls in flight may take before they are cut."""
+"""On SIGTERM, how long calls in flight may take before they are cut.
+
+New calls are refused at once (clients see ``UNAVAILABLE``); the process
+exits as soon as the calls in flight are done, or the grace is over.
+"""
 
 log = logging.getLogger("serving")
 
@@ -91,6 +95,13 @@ def parse_args(argv):
         type=int,
         default=0,
         help="TensorFlow ops run at once; 0 lets TensorFlow choose",
+    )
+    parser.add_argument(
+        "--inject_delay_ms",
+        type=float,
+        default=0.0,
+        help="testing aid that TF Serving lacks: delay every Predict call by "
+        "this many milliseconds (see serving/fault_injection.py)",
     )
 
     args = parser.parse_args(argv)
@@ -175,6 +186,7 @@ def main(argv=None):
     )
 
     from serving.config import ConfigError, read_model_config
+    from serving.fault_injection import DelayedRunner
     from serving.model_store import ModelStore
     from serving.service import Models, ModelService, PredictionService
 
@@ -193,6 +205,8 @@ def main(argv=None):
         return 2
     stores = [ModelStore(config) for config in configs]
     models = Models(stores)
+    if args.inject_delay_ms > 0:
+        runner = DelayedRunner(runner, args.inject_delay_ms / 1000)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads),

@@ -394,19 +394,3 @@ def test_each_file_gets_its_answer(gateway_url, corpus, upright_logits, name):
         served = np.array([p["logit"] for p in body["predictions"]])
         ok, worst = logits_match(served, reference[ids])
         assert ok, f"{name}: logits differ by {worst:.2e} x spread"
-        assert_top5_of(reference, ids[:5])
-
-
-def assert_top5_of(reference, ids, tolerance=1e-3):
-    """``ids`` are a top-5 of ``reference``, in order, up to float ties.
-
-    With random weights two classes can be closer than the float noise
-    between TF Serving and Keras; such a pair may come in either order.
-    """
-    noise = tolerance * np.std(reference)
-    fifth_best = np.sort(reference)[-5]
-    assert all(reference[i] >= fifth_best - noise for i in ids), (
-        ids,
-        np.argsort(-reference, kind="stable")[:5].tolist(),
-    )
-    assert all(np.diff(reference[ids]) <= noise)

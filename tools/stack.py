@@ -113,7 +113,7 @@ def start_model_server(port, model_config, log_path, extra_args=()):
 
 
 def start_gateway(
-    port, model_server, log_path, settings=None, workers=2, threads=8, env=None
+    port, model_server, log_path, settings=None, workers=2, threads=None, env=None
 ):
     """Starts the gateway under gunicorn from the gateway environment.
 
@@ -123,7 +123,7 @@ def start_gateway(
         log_path: where its output goes.
         settings: extra ``DEEPCLASSIFY_*`` settings, without the prefix.
         workers: gunicorn worker processes.
-        threads: threads per worker.
+        threads: threads per worker. Defaults to gunicorn.conf.py's.
         env: other environment variables, such as
             ``PROMETHEUS_MULTIPROC_DIR``. Defaults to none.
     """
@@ -132,8 +132,9 @@ def start_gateway(
         "DEEPCLASSIFY_MODEL_SERVER": model_server,
         "DEEPCLASSIFY_BIND": f"127.0.0.1:{port}",
         "DEEPCLASSIFY_WORKERS": str(workers),
-        "DEEPCLASSIFY_THREADS": str(threads),
     }
+    if threads is not None:
+        env["DEEPCLASSIFY_THREADS"] = str(threads)
     env.update(
         {f"DEEPCLASSIFY_{key}": str(value) for key, value in (settings or {}).items()}
     )
