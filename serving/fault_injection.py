@@ -39,3 +39,7 @@ class DelayedRunner:
         return self.runner.run(
             version, signature_name, inputs, output_names, deadline_seconds
         )
+
+    def stop(self):
+        """Stops the wrapped runner."""
+        self.runner.stop()

@@ -9,6 +9,7 @@ test that needs them. Their logs go to ``$DEEPCLASSIFY_ARTIFACTS/logs``
 import contextlib
 import functools
 import http.server
+import io
 import os
 import pathlib
 import shutil
@@ -260,3 +261,15 @@ def top_ids_match(served_ids, reference, tolerance=1e-3):
         if abs(reference[class_id] - expected[rank]) > allowed
     ]
     return not wrong and len(set(served_ids)) == len(served_ids), wrong
+
+
+def distinct_encodings(photo, count):
+    """The photo as ``count`` different JPEG files, so no answer is cached."""
+    with Image.open(photo) as image:
+        rgb = image.convert("RGB")
+    encodings = []
+    for quality in range(60, 60 + count):
+        buffer = io.BytesIO()
+        rgb.save(buffer, "JPEG", quality=quality)
+        encodings.append(buffer.getvalue())
+    return encodings

@@ -10,8 +10,8 @@ deadline. The gateways run under gunicorn as in production; the load is
 The drills run in file order so that the model server is started twice in
 all: the SIGKILL drill restarts it, the SIGTERM drill ends it last.
 
-The end-to-end drill of a full batch queue needs the local server's
-batching; ``tests/test_model_client_faults.py`` covers the gateway's half.
+The drill of a full batch queue is ``tests/test_batch_queue_drill.py``;
+``tests/test_model_client_faults.py`` covers the gateway's half alone.
 """
 
 import datetime
@@ -49,6 +49,8 @@ answer 200 again. The reconnect backoff is capped at 2 s; gRPC's default
 could wait up to 120 s. The rest is the first, slow calls of a new model."""
 GUNICORN_CONF = runpy.run_path(str(stack.ROOT / "gateway" / "gunicorn.conf.py"))
 PROBLEM_TYPES = "https://deepclassify.dev/problems/"
+DOWN_SECONDS = 3.0
+"""How long the killed model server stays down before its restart."""
 # Seconds of slack on every bound: process scheduling on 2 shared cores.
 SLACK = 2.0
 EXIT_SECONDS = 15.0
@@ -107,7 +109,12 @@ class Gateway:
     """A gateway under gunicorn, and its processes."""
 
     def __init__(self, name, model_server, log_dir, settings=None, **options):
-        settings = {"MODEL_DEADLINE_SECONDS": DEADLINE_SECONDS, **(settings or {})}
+        # No answer cache: a drill's repeated photos must reach the model.
+        settings = {
+            "MODEL_DEADLINE_SECONDS": DEADLINE_SECONDS,
+            "CACHE_MAX_ENTRIES": 0,
+            **(settings or {}),
+        }
         self.port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = stack.start_gateway(
@@ -362,7 +369,8 @@ def test_model_server_sigkill_then_restart_recovers(
         killed_at = time.monotonic()
         slow_model.process.signal(signal.SIGKILL)
         slow_model.process.popen.wait(10)
-        time.sleep(1.0)
+        # Down long enough for whole requests, retries included, to fit.
+        time.sleep(DOWN_SECONDS)
         restarted_at = time.monotonic()
         slow_model.start()
         back_at = time.monotonic()

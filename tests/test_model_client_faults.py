@@ -19,6 +19,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from deepclassify import contract
 from gateway import create_app
+from gateway.model_client import RETRY_ATTEMPTS
 
 PROBLEM = "application/problem+json"
 BATCH_QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
@@ -126,8 +127,8 @@ def test_batch_queue_full_is_503_with_retry_after(tiny_server, photos):
         "status": 503,
         "detail": "the model server is unavailable; try again shortly",
     }
-    # gRPC's retry policy tried once more before giving up.
-    assert server.calls == 2
+    # gRPC's retry policy tried again before giving up.
+    assert server.calls == RETRY_ATTEMPTS
 
 
 def test_call_past_the_deadline_is_504(tiny_server, photos):

@@ -10,14 +10,12 @@ which server made each one.
 """
 
 import collections
-import io
 import shutil
 
 import pytest
 import requests
-from PIL import Image
 
-from tests.conftest import wait_for_available
+from tests.conftest import distinct_encodings, wait_for_available
 from tools import stack
 
 pytestmark = pytest.mark.e2e
@@ -75,18 +73,6 @@ def start_gateway(two_model_servers, log_dir):
     yield start
     for process in started:
         process.stop()
-
-
-def distinct_encodings(photo, count):
-    """The photo as ``count`` different JPEG files, so no answer is cached."""
-    with Image.open(photo) as image:
-        rgb = image.convert("RGB")
-    encodings = []
-    for quality in range(60, 60 + count):
-        buffer = io.BytesIO()
-        rgb.save(buffer, "JPEG", quality=quality)
-        encodings.append(buffer.getvalue())
-    return encodings
 
 
 def versions_answering(url, photo):

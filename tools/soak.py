@@ -439,7 +439,9 @@ def main(argv=None):
             http_port,
             f"127.0.0.1:{grpc_port}",
             args.log_dir / "gateway.log",
-            settings={"FETCH_ALLOW_NETWORKS": "127.0.0.0/8"},
+            # The load repeats a few photos; without the answer cache each
+            # request reaches the model, which is what a soak must load.
+            settings={"FETCH_ALLOW_NETWORKS": "127.0.0.0/8", "CACHE_MAX_ENTRIES": 0},
         )
         cleanup.callback(gateway.stop)
         photo_base_url = cleanup.enter_context(serve_folder(photo_folder()))
