@@ -11,7 +11,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 # Where the tests write screenshots and logs for a person to look at.
 ARTIFACTS ?= test-artifacts
 
-.PHONY: run test setup lint format protos clean
+.PHONY: run test bench setup lint format protos clean
 
 run: setup
 	$(MODEL_PY) -m tools.run
@@ -22,6 +22,12 @@ test: setup
 	$(MODEL_PY) scripts/extract_protos.py --check
 	DEEPCLASSIFY_ARTIFACTS=$(abspath $(ARTIFACTS)) $(MODEL_PY) -m pytest $(PYTEST_ARGS)
 	@echo "Screenshots and logs of the run: $(ARTIFACTS)/"
+
+# The end-to-end benchmark (about 10 minutes); its report goes to
+# docs/benchmarks.md. Tuning flags: make bench BENCH_ARGS="--workers 1 ..."
+# (see python -m bench.run --help).
+bench: setup
+	$(MODEL_PY) -m bench.run $(BENCH_ARGS)
 
 setup: $(MODEL_ENV)/.installed $(GATEWAY_ENV)/.installed
 
