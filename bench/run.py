@@ -30,6 +30,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import os
 import pathlib
 import shutil
 import subprocess
@@ -283,6 +284,7 @@ class Results:
     request_bytes: dict = dataclasses.field(default_factory=dict)
     decode_ms: tuple | None = None
     large_jpeg_bytes: int = 0
+    load_before: tuple = ()
 
 
 def measure_raw(results, args, photos, fp32_dir, bf16_dir):
@@ -538,6 +540,10 @@ def describe(results, args, cpu, photos):
         ("date", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("CPU", f"{model_name}, {cores} cores"),
         (
+            "load average (1, 5, 15 min) at start and end",
+            f"{_loads(results.load_before)}; {_loads(os.getloadavg())}",
+        ),
+        (
             "bf16 in hardware",
             f"yes ({', '.join(bf16_flags)})" if bf16_flags else f"no ({absent} absent)",
         ),
@@ -570,8 +576,14 @@ def describe(results, args, cpu, photos):
     return facts
 
 
+def _loads(averages):
+    return " ".join(f"{value:.1f}" for value in averages)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    # TensorFlow's C++ start-up notices (no GPU...) would bury the report.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # The probes' gateway code warns at each poll while the model loads.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("gateway").setLevel(logging.ERROR)
@@ -580,7 +592,7 @@ def main(argv=None):
     cpu = probes.cpu_info()
     photos = find_photos()
     uploads = load.encode_uploads(photos)
-    results = Results()
+    results = Results(load_before=os.getloadavg())
     started = time.perf_counter()
 
     def stage(text):
