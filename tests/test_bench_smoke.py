@@ -72,18 +72,19 @@ def test_smoke_prints_a_row_per_run_without_errors(smoke):
     stdout, _ = smoke
     rows = [match.groups() for match in map(ROW.match, stdout.splitlines()) if match]
 
-    # Each run is printed as it finishes and again in the final table.
-    measured = sorted({(label, int(n)) for label, n, _, _ in rows})
-    assert measured == [
+    # Each run is printed as it finishes and again in the final table;
+    # bf16 runs at batch 1 and at fp32's fastest batch size.
+    measured = {(label, int(n)) for label, n, _, _ in rows}
+    bf16 = {n for label, n in measured if label == "raw bf16"}
+    assert sorted(measured - {("raw bf16", n) for n in bf16}) == [
         ("baseline", 1),
         ("baseline", 2),
         ("ours", 1),
         ("ours", 2),
         ("raw", 1),
         ("raw", 2),
-        ("raw bf16", 1),
-        ("raw bf16", 2),
     ]
+    assert 1 in bf16 and bf16 <= {1, 2}
     assert all(int(requests) > 0 and errors == "0" for _, _, requests, errors in rows)
 
 
