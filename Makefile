@@ -14,7 +14,7 @@ ARTIFACTS ?= test-artifacts
 CHROMIUM := /usr/bin/chromium
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: run test soak setup lint format protos clean
+.PHONY: run test soak bench setup lint format protos clean
 
 run: setup
 	$(MODEL_PY) -m tools.run
@@ -30,6 +30,12 @@ test: setup $(CHROMIUM)
 # tools/soak.py for the flags); fails on any error or memory growth > 10%.
 soak: setup
 	$(MODEL_PY) -m tools.soak $(SOAK_ARGS)
+
+# The end-to-end benchmark (about 10 minutes); its report goes to
+# docs/benchmarks.md. Tuning flags: make bench BENCH_ARGS="--workers 1 ..."
+# (see python -m bench.run --help).
+bench: setup
+	$(MODEL_PY) -m bench.run $(BENCH_ARGS)
 
 setup: $(MODEL_ENV)/.installed $(GATEWAY_ENV)/.installed
 

@@ -1,11 +1,13 @@
 """Command line: ``python -m export [--weights ...] [--base-path ...]``."""
 
 import argparse
+import functools
 import logging
 import pathlib
 import sys
 
 from deepclassify import contract
+from export import precision as precision_lib
 from export import weights as weights_lib
 
 DEFAULT_BASE_PATH = pathlib.Path("models") / contract.MODEL_NAME
@@ -34,6 +36,13 @@ def main(argv=None):
     parser.add_argument(
         "--version", type=int, help="version number (default: the next free one)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=precision_lib.PRECISIONS,
+        default=precision_lib.FP32,
+        help="fp32 (default), or bf16 for CPUs with AVX-512 bf16 or AMX; "
+        "recorded in the version's info file",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -43,11 +52,15 @@ def main(argv=None):
     from export import savedmodel
 
     try:
-        model, origin = weights_lib.build_model(args.weights, seed=args.seed)
+        model, origin = precision_lib.build_model(
+            functools.partial(weights_lib.build_model, args.weights, seed=args.seed),
+            args.precision,
+        )
     except weights_lib.WeightsUnavailable as error:
         parser.exit(2, f"export: {error}\n")
 
     details = {"seed": args.seed} if origin == contract.WEIGHTS_RANDOM else {}
+    details["precision"] = args.precision
     try:
         target = savedmodel.write_version(
             model, origin, args.base_path, version=args.version, details=details

@@ -166,3 +166,25 @@ def wait_for_http(url, process, timeout=120.0, expect_status=200):
     raise RuntimeError(
         f"{url} not ready after {timeout} s ({last}):\n{process.log_tail()}"
     )
+
+
+def export_model(base_path, log_path, *args):
+    """Runs ``python -m export --base-path base_path *args`` to completion.
+
+    Args:
+        base_path: the model's base folder.
+        log_path: where the export's output goes.
+        *args: more flags, e.g. ``"--weights", "random"``.
+
+    Raises:
+        subprocess.CalledProcessError: the export failed; see the log.
+    """
+    with pathlib.Path(log_path).open("wb") as log:
+        subprocess.run(
+            [str(MODEL_PYTHON), "-m", "export", "--base-path", str(base_path), *args],
+            cwd=ROOT,
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
