@@ -168,7 +168,7 @@ def history_list():
     config = flask.current_app.config["DEEPCLASSIFY"]
     limit = args.get("limit", config["HISTORY_DEFAULT_LIMIT"])
     maximum = config["HISTORY_MAX_LIMIT"]
-    if not str(limit).isdigit() or not 1 <= int(limit) <= maximum:
+    if not _WHOLE_NUMBER.fullmatch(str(limit)) or not 1 <= int(limit) <= maximum:
         raise BadRequest(
             f"limit must be a whole number from 1 to {maximum}; received {limit!r}"
         )

@@ -377,12 +377,14 @@ def test_page_has_the_history_section(tmp_path):
     app = make_app(tmp_path)
     client = app.test_client()
 
-    page = client.get("/").get_data(as_text=True)
-    script = client.get("/static/history.js")
+    with client.get("/") as response:
+        page = response.get_data(as_text=True)
+    with client.get("/static/history.js") as response:
+        status, script = response.status_code, response.get_data(as_text=True)
 
     assert '<section id="history"' in page
     assert '<script type="module" src="/static/history.js"></script>' in page
-    assert script.status_code == 200
-    assert "/api/v1/history?" in script.get_data(as_text=True)
+    assert status == 200
+    assert "/api/v1/history?" in script
     for element in ("history-list", "history-status", "history-more"):
         assert f'id="{element}"' in page
