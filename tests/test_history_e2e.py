@@ -144,8 +144,15 @@ def test_classifications_are_recorded(
         )
         assert action.status_code == 200
         assert action.json()["recorded"] is True
+        batch = requests.post(
+            url + "/api/v1/classify/batch",
+            json={"urls": [f"{base_url}/coffee.png?a=1", f"{base_url}/notes.txt"]},
+            timeout=60,
+        )
+        assert batch.status_code == 200
+        assert [item["status"] for item in batch.json()["results"]] == [200, 415]
 
-        assert wait_for(lambda: backend.count() == 5)
+        assert wait_for(lambda: backend.count() == 6)
         rows = backend.rows()
         listed = requests.get(url + "/api/v1/history", timeout=10).json()
     finally:
@@ -179,6 +186,9 @@ def test_classifications_are_recorded(
     assert action_row[1] == "graphql-action"
     assert action_row[5:8] == ("http", host, "/chelsea.png")
     assert action_row[14:] == ("user", "user-7")
+    # A batch records each image it answered, and only those.
+    assert rows[5][1] == "url"
+    assert rows[5][5:8] == ("http", host, "/coffee.png")
     # Nothing of a query string is stored anywhere.
     assert "s3cret" not in repr(rows)
 
