@@ -14,12 +14,12 @@ ARTIFACTS ?= test-artifacts
 CHROMIUM := /usr/bin/chromium
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: run test soak bench setup lint format protos clean
+.PHONY: run test soak bench setup lint format protos clean postgres
 
 run: setup
 	$(MODEL_PY) -m tools.run
 
-test: setup $(CHROMIUM)
+test: setup $(CHROMIUM) postgres
 	$(MODEL_PY) -m ruff check .
 	$(MODEL_PY) -m ruff format --check .
 	$(MODEL_PY) scripts/extract_protos.py --check
@@ -52,6 +52,12 @@ $(GATEWAY_ENV)/.installed: requirements/gateway.txt
 $(CHROMIUM):
 	$(APT_GET) update -qq
 	$(APT_GET) install -y -qq --no-install-recommends chromium fonts-dejavu-core
+
+# PostgreSQL for the history tests: Debian's package, installed when missing
+# (the tests start a server of their own in a temporary folder).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { $(APT_GET) update -qq && \
+	  $(APT_GET) install -y -qq --no-install-recommends postgresql; }
 
 lint: setup
 	$(MODEL_PY) -m ruff check .

@@ -17,6 +17,8 @@ from gateway.body import discard_body
 from gateway.cache import AnswerCache
 from gateway.config import load_config
 from gateway.fetch import FetchPolicy
+from gateway.hasura_action import actions
+from gateway.history import HistoryStore
 from gateway.model_client import ModelClient
 from gateway.routes import api, page
 
@@ -57,12 +59,14 @@ def create_app(config=None):
     app.extensions["answer_cache"] = AnswerCache(
         settings["CACHE_MAX_ENTRIES"], settings["CACHE_VERSION_TTL_SECONDS"]
     )
+    app.extensions["history"] = HistoryStore.from_config(settings)
 
     app.register_blueprint(api)
     app.register_blueprint(page)
     app.register_blueprint(batch.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(actions)
     _register_error_handlers(app)
     _register_request_log(app)
 

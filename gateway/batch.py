@@ -14,6 +14,7 @@ import time
 
 import flask
 
+from gateway import history
 from gateway.classify import classify_images, stage
 from gateway.errors import ApiError, BadRequest, PayloadTooLarge, problem_body
 from gateway.fetch import fetch_image_bytes
@@ -40,6 +41,11 @@ def classify_batch():
         images = _uploaded(request, config)
     results = classify_images(images, top_k)
     flask.g.stages["total"] = round((time.perf_counter() - flask.g.started) * 1000, 2)
+    urls = body["urls"] if body is not None else [None] * len(results)
+    for result, url in zip(results, urls, strict=True):
+        if not isinstance(result, ApiError):
+            answer = {**result, "timing_ms": dict(flask.g.stages)}
+            history.record_answer(answer, url=url)
 
     return {
         "results": [

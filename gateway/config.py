@@ -61,6 +61,29 @@ DEFAULTS = {
     # it again. A new version is therefore answered from the cache for at
     # most this long.
     "CACHE_VERSION_TTL_SECONDS": 5.0,
+    # History of classifications (see gateway/history.py). PostgreSQL when
+    # DATABASE_URL is set (postgresql://user:password@host:5432/name, the
+    # database Hasura serves), otherwise this SQLite file.
+    "DATABASE_URL": "",
+    "HISTORY_SQLITE_PATH": os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "build", "history.sqlite3"
+    ),
+    # Rows waiting to be written, at most (more are dropped and counted), and
+    # rows written in one transaction.
+    "HISTORY_QUEUE_SIZE": 1000,
+    "HISTORY_BATCH_SIZE": 100,
+    # Seconds to connect to PostgreSQL; seconds SQLite waits for a lock.
+    "HISTORY_CONNECT_TIMEOUT_SECONDS": 3.0,
+    "HISTORY_SQLITE_BUSY_TIMEOUT_SECONDS": 5.0,
+    # Rows answered by GET /api/v1/history when it does not say, and at most.
+    "HISTORY_DEFAULT_LIMIT": 20,
+    "HISTORY_MAX_LIMIT": 100,
+    # The Hasura action: the shared secret Hasura sends in the header
+    # X-DeepClassify-Action-Secret (empty: the action endpoint refuses every
+    # call), and seconds the action waits for its history row to be written
+    # so that the output's relationship to the row resolves.
+    "ACTION_SECRET": "",
+    "ACTION_HISTORY_WAIT_SECONDS": 2.0,
     # Folder of the web page, served at /.
     "UI_FOLDER": os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui"),
 }

@@ -31,6 +31,18 @@ class BadRequest(ApiError):
     slug = "bad-request"
 
 
+class Unauthorized(ApiError):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class UrlRefused(ApiError):
     status = 400
     title = "URL refused"
@@ -72,6 +84,12 @@ class ModelBusy(ModelUnavailable):
 
     title = "Model server busy"
     slug = "model-busy"
+
+
+class HistoryUnavailable(ApiError):
+    status = 503
+    title = "History unavailable"
+    slug = "history-unavailable"
 
 
 class UpstreamTimeout(ApiError):

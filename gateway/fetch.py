@@ -328,6 +328,10 @@ def _request(pool, parsed, policy, deadline):
             preload_content=False,
             assert_same_host=False,
         )
+    except urllib3.exceptions.NewConnectionError as error:
+        # Listed first: urllib3 derives it from its TimeoutError, though a
+        # refused connection is no timeout.
+        raise UpstreamError(f"cannot connect to {host}") from error
     except urllib3.exceptions.TimeoutError as error:
         raise UpstreamTimeout(f"{host} did not answer in time") from error
     except urllib3.exceptions.SSLError as error:

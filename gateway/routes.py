@@ -3,11 +3,13 @@
 import logging
 import re
 import time
+import uuid
 
 import flask
 import numpy as np
 
 from deepclassify import contract
+from gateway import history
 from gateway.classify import classify_images, stage
 from gateway.errors import ApiError, BadRequest, ModelUnavailable
 from gateway.fetch import fetch_image_bytes
@@ -88,13 +90,15 @@ def classify():
     for name in ("fetch", "decode", "inference"):
         flask.g.stages.setdefault(name, 0.0)
 
-    data, source, _ = _read_image_source(request, body)
+    data, source, url = _read_image_source(request, body)
     (result,) = classify_images([(data, source)], top_k)
     if isinstance(result, ApiError):
         raise result
     flask.g.stages["total"] = round((time.perf_counter() - flask.g.started) * 1000, 2)
+    answer = {**result, "timing_ms": dict(flask.g.stages)}
+    history.record_answer(answer, url=url)
 
-    return {**result, "timing_ms": dict(flask.g.stages)}
+    return answer
 
 
 @api.get("/api/v1/model")
@@ -155,6 +159,39 @@ def readyz():
         raise ModelUnavailable(f"the model is not AVAILABLE yet ({states})")
 
     return {"status": "ready"}
+
+
+@api.get("/api/v1/history")
+def history_list():
+    """Lists recorded classifications, newest first, a page at a time."""
+    args = flask.request.args
+    config = flask.current_app.config["DEEPCLASSIFY"]
+    limit = args.get("limit", config["HISTORY_DEFAULT_LIMIT"])
+    maximum = config["HISTORY_MAX_LIMIT"]
+    if not _WHOLE_NUMBER.fullmatch(str(limit)) or not 1 <= int(limit) <= maximum:
+        raise BadRequest(
+            f"limit must be a whole number from 1 to {maximum}; received {limit!r}"
+        )
+    before = args.get("before")
+    if before is not None:
+        try:
+            before = uuid.UUID(before)
+        except ValueError:
+            raise BadRequest(
+                "before must be the id of a classification (a UUID, as answered "
+                f"in next_before); received {before!r}"
+            ) from None
+
+    store = flask.current_app.extensions["history"]
+    items, more = store.page(int(limit), before)
+
+    return {"items": items, "next_before": items[-1]["id"] if more else None}
+
+
+@api.get("/api/v1/history/status")
+def history_status():
+    """Counts this worker's history rows: queued, written, failed, dropped."""
+    return flask.current_app.extensions["history"].stats()
 
 
 @page.get("/")

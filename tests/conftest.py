@@ -149,14 +149,17 @@ def model_server(model_config, model_server_log):
 
 
 @pytest.fixture(scope="session")
-def gateway_url(model_server, log_dir):
+def gateway_url(model_server, log_dir, tmp_path_factory):
     """The gateway under gunicorn, allowed to fetch from loopback."""
     port = stack.free_port()
     process = stack.start_gateway(
         port,
         model_server,
         log_dir / "gateway.log",
-        settings={"FETCH_ALLOW_NETWORKS": "127.0.0.0/8"},
+        settings={
+            "FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
+            "HISTORY_SQLITE_PATH": tmp_path_factory.mktemp("history") / "h.sqlite3",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -164,6 +167,19 @@ def gateway_url(model_server, log_dir):
         yield url
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(log_dir):
+    """A PostgreSQL server of the tests' own (see ``tests/postgres.py``)."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer(log_dir / "postgres.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
