@@ -198,6 +198,8 @@ async function run(view, task) {
     });
     showResult(entry);
     renderRecent(addRecent(entry));
+    // The server-side history (history.js) reloads on this.
+    document.dispatchEvent(new CustomEvent("deepclassify:classified"));
   } catch (failure) {
     if (mine !== serial) return;
     showError(

@@ -1,6 +1,7 @@
 // The history section: recent classifications, from GET /api/v1/history.
 // Self-contained: it needs only the <section id="history"> of index.html.
-// It reloads on the event "deepclassify:classified" if the page sends one.
+// It reloads on the event "deepclassify:classified", sent by app.js after
+// each classification.
 
 const PAGE_SIZE = 10;
 
