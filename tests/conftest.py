@@ -13,7 +13,6 @@ import io
 import os
 import pathlib
 import shutil
-import subprocess
 import threading
 
 import numpy as np
@@ -61,25 +60,9 @@ def log_dir():
 def model_base(tmp_path_factory, log_dir):
     """A model folder with one exported version (random weights, seed 0)."""
     base = tmp_path_factory.mktemp("models") / "inception_v3"
-    with (log_dir / "export.log").open("wb") as log:
-        subprocess.run(
-            [
-                str(stack.MODEL_PYTHON),
-                "-m",
-                "export",
-                "--weights",
-                "random",
-                "--seed",
-                str(SEED),
-                "--base-path",
-                str(base),
-            ],
-            cwd=stack.ROOT,
-            check=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
+    stack.export_model(
+        base, log_dir / "export.log", "--weights", "random", "--seed", str(SEED)
+    )
     return base
 
 
