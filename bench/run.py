@@ -108,7 +108,7 @@ def parse_args(argv):
     )
     add = parser.add_argument
     add("--clients", type=_int_list, default=[1, 4, 8, 16], help="N values")
-    add("--seconds", type=float, default=20.0, help="time limit per N per server")
+    add("--seconds", type=float, default=30.0, help="time limit per N per server")
     add("--max-requests", type=int, default=600, help="request limit per N")
     add("--warmup", type=int, default=32, help="unmeasured requests per server")
     add(
@@ -117,10 +117,14 @@ def parse_args(argv):
         default=[1, 2, 4, 8, 16, 32],
         help="batch sizes tried in-process",
     )
-    add("--raw-seconds", type=float, default=8.0, help="time limit per batch size")
+    add("--raw-seconds", type=float, default=15.0, help="time limit per batch size")
     add("--raw-max-calls", type=int, default=200, help="call limit per batch size")
     add("--workers", type=int, default=2, help="gateway gunicorn workers")
-    add("--threads", type=int, default=8, help="gateway threads per worker")
+    add(
+        "--threads",
+        type=int,
+        help="gateway threads per worker (default gateway/gunicorn.conf.py's)",
+    )
     add(
         "--batching-file",
         type=pathlib.Path,
@@ -338,7 +342,8 @@ def start_model_server(results, args, fp32_base, log_dir):
         The ``stack.Process``; the caller stops it.
     """
     config = stack.write_model_config(log_dir / "models.config", fp32_base)
-    extra = list(args.model_server_arg)
+    # Production's thread flags first: a repeated flag's last value wins.
+    extra = [*stack.MODEL_SERVER_THREAD_ARGS, *args.model_server_arg]
     if args.no_batching:
         results.batching = "off (--no-batching)"
     elif model_server_supports_batching():
@@ -542,6 +547,7 @@ def describe(results, args, cpu, photos):
             f"median {median:.1f} ms, fastest {fastest:.1f} ms "
             f"({results.large_jpeg_bytes:,} bytes, {LARGE_JPEG_SOURCE} upscaled)"
         )
+    threads = f"{args.threads}" if args.threads else "gunicorn.conf.py's"
     startup = "not measured"
     if results.startup_seconds is not None:
         startup = f"{results.startup_seconds:.2f} s"
@@ -560,8 +566,21 @@ def describe(results, args, cpu, photos):
         ("photos", f"{len(photos)} from scikit-image: {names}"),
         ("weights", f"{args.weights} (seed {args.seed})"),
         ("model server batching", results.batching),
-        ("model server extra flags", " ".join(args.model_server_arg) or "none"),
-        ("gateway", f"gunicorn, {args.workers} workers x {args.threads} threads"),
+        (
+            "model server flags",
+            "those of the server at " + args.model_server
+            if args.model_server
+            else " ".join([*stack.MODEL_SERVER_THREAD_ARGS, *args.model_server_arg]),
+        ),
+        (
+            "gateway",
+            f"gunicorn, {args.workers} workers x {threads} threads",
+        ),
+        (
+            "raw",
+            "one call at a time in the benchmark's process, TensorFlow's "
+            "default threads",
+        ),
         ("baseline", f"{BASELINE_APP} under {BASELINE_SERVER}"),
         (
             "limits per N",

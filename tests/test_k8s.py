@@ -28,6 +28,7 @@ from serving.config import (
     read_model_config,
     read_monitoring_config,
 )
+from tools import stack
 from tools.stack import ROOT
 
 K8S = ROOT / "k8s"
@@ -395,9 +396,30 @@ def test_model_server_args_name_files_the_config_map_mounts():
         assert flags["--rest_api_port"] == str(ports["http"])
         assert flags["--enable_batching"] == "true"
         assert "grpc.max_connection_age_ms=" in flags["--grpc_channel_arguments"]
+        # One thread per op, as many ops and batches at once as CPUs.
         cpu_limit = container["resources"]["limits"]["cpu"]
-        assert flags["--tensorflow_intra_op_parallelism"] == cpu_limit
+        assert flags["--tensorflow_intra_op_parallelism"] == "1"
         assert flags["--tensorflow_inter_op_parallelism"] == cpu_limit
+        batching = read_batching_config(ROOT / "serving" / "batching.config")
+        assert str(batching.num_batch_threads.value) == cpu_limit
+
+
+def test_local_processes_run_with_the_images_settings():
+    image_env = {}
+    for word, rest in dockerfile_instructions(ROOT / "gateway" / "Dockerfile"):
+        if word == "ENV":
+            image_env.update(pair.split("=", 1) for pair in shlex.split(rest))
+    (cmd,) = [
+        rest
+        for word, rest in dockerfile_instructions(ROOT / "serving" / "Dockerfile")
+        if word == "CMD"
+    ]
+    image_flags = flag_values(json.loads(cmd))
+
+    for name, value in stack.GATEWAY_ENV.items():
+        assert image_env[name] == value
+    for flag, value in flag_values(stack.MODEL_SERVER_THREAD_ARGS).items():
+        assert image_flags[flag] == value
 
 
 def test_model_server_args_are_the_images_own():

@@ -22,9 +22,9 @@ def test_batching_config_parses():
     batching = read_batching_config(ROOT / "serving" / "batching.config")
 
     assert batching.max_batch_size.value >= 1
-    sizes = list(batching.allowed_batch_sizes)
-    assert sizes == sorted(sizes)
-    assert sizes[-1] == batching.max_batch_size.value
+    assert batching.num_batch_threads.value >= 1
+    # Padding would spend CPU on copies; the CPU graph takes any batch size.
+    assert not batching.allowed_batch_sizes
 
 
 def test_monitoring_config_parses():

@@ -20,17 +20,31 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_PYTHON = ROOT / ".venv" / "model" / "bin" / "python"
 GATEWAY_BIN = ROOT / ".venv" / "gateway" / "bin"
+MODEL_SERVER_THREAD_ARGS = (
+    "--tensorflow_intra_op_parallelism=1",
+    "--tensorflow_inter_op_parallelism=2",
+)
+"""TensorFlow's threads as in production (serving/Dockerfile): each op on
+one thread, two ops at once, beside batching.config's two batch threads."""
 MODEL_SERVER_ARGS = (
     "--enable_batching",
     "--batching_parameters_file=serving/batching.config",
     "--model_config_file_poll_wait_seconds=10",
+    *MODEL_SERVER_THREAD_ARGS,
 )
-"""Model server flags as in production: batching, and the model config
-re-read every 10 s (label changes). Paths are relative to ROOT.
+"""Model server flags as in production: batching, TensorFlow's threads, and
+the model config re-read every 10 s (label changes). Paths are relative to
+ROOT.
 
 ``serving/monitoring.config`` is for TensorFlow Serving only: the local
 server has no REST port to publish metrics on.
 """
+
+
+GATEWAY_ENV = {"MALLOC_ARENA_MAX": "2"}
+"""The gateway's environment as in its image (gateway/Dockerfile): glibc
+gives each busy thread its own malloc arena and keeps what is freed there;
+two arenas keep a 32-thread worker about 10 MB smaller at the same speed."""
 
 
 def free_port():
@@ -128,6 +142,7 @@ def start_gateway(
             ``PROMETHEUS_MULTIPROC_DIR``. Defaults to none.
     """
     env = {
+        **GATEWAY_ENV,
         **(env or {}),
         "DEEPCLASSIFY_MODEL_SERVER": model_server,
         "DEEPCLASSIFY_BIND": f"127.0.0.1:{port}",
