@@ -97,7 +97,13 @@ def _register_error_handlers(app):
 
     @app.errorhandler(werkzeug.exceptions.HTTPException)
     def on_http_error(error):
-        problem = errors.ApiError(error.description)
+        # Keep werkzeug's own headers, such as a 405's Allow.
+        headers = {
+            name: value
+            for name, value in error.get_headers()
+            if name.lower() != "content-type"
+        }
+        problem = errors.ApiError(error.description, headers=headers)
         problem.status = error.code
         problem.title = error.name
         problem.slug = error.name.lower().replace(" ", "-")

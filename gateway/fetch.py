@@ -37,7 +37,13 @@ import urllib.parse
 import certifi
 import urllib3
 
-from gateway.errors import PayloadTooLarge, UpstreamError, UpstreamTimeout, UrlRefused
+from gateway.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    UrlRefused,
+)
 
 USER_AGENT = "DeepClassify/1.0 (+image classification)"
 CHUNK_BYTES = 64 * 1024
@@ -185,6 +191,7 @@ def fetch_image_bytes(url, policy):
         UrlRefused: see ``check_url``; also more than
             ``policy.max_redirects`` redirects.
         PayloadTooLarge: the body is larger than ``policy.max_bytes``.
+        BadRequest: the body is empty.
         UpstreamError: the server could not be reached, answered an error
             status or a redirect without a target, or broke off.
         UpstreamTimeout: the total time limit ran out.
@@ -205,7 +212,13 @@ def fetch_image_bytes(url, policy):
                             f"{parsed.hostname} answered HTTP {response.status} "
                             f"for the image URL"
                         )
-                    return _read_limited(response, parsed.hostname, policy, deadline)
+                    data = _read_limited(response, parsed.hostname, policy, deadline)
+                    if not data:
+                        raise BadRequest(
+                            f"the URL at {parsed.hostname} answered with an empty "
+                            f"body; it must point to an image"
+                        )
+                    return data
                 finally:
                     response.close()
     finally:

@@ -7,6 +7,7 @@ import uuid
 
 import flask
 import numpy as np
+import werkzeug.exceptions
 
 from deepclassify import contract
 from gateway import history
@@ -27,7 +28,12 @@ def read_json_body(request):
     """Returns the JSON object of the request, or None when it sent no JSON."""
     if not request.is_json:
         return None
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json()
+    except werkzeug.exceptions.BadRequest:
+        raise BadRequest(
+            'the body is not valid JSON; send an object such as {"url": "https://..."}'
+        ) from None
     if not isinstance(body, dict):
         raise BadRequest(
             'the JSON body must be an object such as {"url": "https://..."}'
@@ -59,6 +65,11 @@ def _read_image_source(request, body):
     """Returns ``(bytes, source, url)`` from an upload or a JSON url."""
     config = flask.current_app.config["DEEPCLASSIFY"]
     if "image" in request.files:
+        if len(request.files.getlist("image")) > 1:
+            raise BadRequest(
+                "send one 'image' part here; several images go to "
+                "/api/v1/classify/batch"
+            )
         return request.files["image"].read(), "upload", None
 
     if body is not None:

@@ -28,7 +28,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail"}
 
 
 class _Hostile(http.server.BaseHTTPRequestHandler):
-    """Answers by path: big, endless, slow, HTML, redirects."""
+    """Answers by path: big, endless, slow, empty, HTML, redirects."""
 
     protocol_version = "HTTP/1.1"
     sent: typing.ClassVar[dict] = {}
@@ -54,6 +54,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
                 {"Content-Type": "text/html"},
             ),
             "/notes.txt": lambda: self._answer(200, b"plain words\n"),
+            "/empty": lambda: self._answer(200, b"", {"Content-Type": "image/png"}),
             "/missing": lambda: self._answer(404, b"not here"),
             "/to-refused": lambda: self._answer(
                 302, b"", {"Location": "http://10.0.0.1/cat.jpg"}
@@ -199,6 +200,11 @@ def classify_url(client, url):
             "host 10.0.0.1 resolves to a non-public address; such URLs are not fetched",
         ),
         ("/missing", 502, "127.0.0.1 answered HTTP 404 for the image URL"),
+        (
+            "/empty",
+            400,
+            "the URL at 127.0.0.1 answered with an empty body; it must point to an image",
+        ),
     ],
 )
 def test_hostile_remote_gets_its_status_in_time(

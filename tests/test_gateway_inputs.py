@@ -90,6 +90,44 @@ def test_missing_field_is_400(client):
     )
 
 
+def test_two_image_parts_are_400_pointing_to_the_batch_endpoint(client):
+    response = client.post(
+        "/api/v1/classify",
+        data={
+            "image": [
+                (io.BytesIO(png_bytes()), "a.png"),
+                (io.BytesIO(png_bytes((9, 9))), "b.png"),
+            ]
+        },
+    )
+
+    assert response.status_code == 400
+    assert problem(response)["detail"] == (
+        "send one 'image' part here; several images go to /api/v1/classify/batch"
+    )
+
+
+def test_malformed_json_is_named_as_such(client):
+    response = client.post(
+        "/api/v1/classify",
+        data='{"url": "https://example.com/a.jpg"',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert problem(response)["detail"] == (
+        'the body is not valid JSON; send an object such as {"url": "https://..."}'
+    )
+
+
+def test_wrong_method_is_json_405_with_allow(client):
+    response = client.get("/api/v1/classify")
+
+    assert response.status_code == 405
+    assert problem(response)["title"] == "Method Not Allowed"
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
