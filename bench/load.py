@@ -158,3 +158,48 @@ def _post(session, url, body, content_type):
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
     return None
+
+
+def interleaved_latencies(first, second, pairs):
+    """Times two calls in turn, ``pairs`` times: first, second, first...
+
+    Alternating puts both under the same machine conditions, so a machine
+    whose speed drifts (a shared VM) shifts both alike and their ratio
+    holds, where two runs minutes apart would disagree.
+
+    Args:
+        first: a function of no arguments; it raises on failure.
+        second: another such function.
+        pairs: how many times each is called.
+
+    Returns:
+        ``(first_ms, second_ms)``: the latencies of each, in milliseconds.
+    """
+    first_ms, second_ms = [], []
+    for _ in range(pairs):
+        for call, latencies in ((first, first_ms), (second, second_ms)):
+            sent = time.perf_counter()
+            call()
+            latencies.append((time.perf_counter() - sent) * 1000)
+
+    return first_ms, second_ms
+
+
+def poster(url, uploads):
+    """Returns a function posting the uploads in turn, one per call.
+
+    It raises ``RuntimeError`` on an answer other than 200. Close the
+    returned function's ``session`` when done.
+    """
+    session = requests.Session()
+    turn = itertools.cycle(uploads)
+
+    def post():
+        body, content_type = next(turn)
+        error = _post(session, url, body, content_type)
+        if error is not None:
+            raise RuntimeError(f"{url}: {error}")
+
+    post.session = session
+
+    return post

@@ -6,6 +6,7 @@ no HTTP, decoding or gRPC around it. It also compares the logits of two
 exports (fp32 and bf16) on the same photos.
 """
 
+import itertools
 import time
 
 import numpy as np
@@ -118,3 +119,15 @@ def compare_logits(reference, other):
         worst = max(worst, float(np.max(np.abs(received - expected)) / spread))
 
     return same, worst
+
+
+def caller(signature, pixels):
+    """Returns a function running the signature on one photo per call, in turn."""
+    import tensorflow as tf
+
+    batches = itertools.cycle([tf.constant(image[np.newaxis]) for image in pixels])
+
+    def call():
+        signature(images=next(batches))[contract.OUTPUT_LOGITS].numpy()
+
+    return call

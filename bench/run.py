@@ -9,7 +9,9 @@ Run ``.venv/model/bin/python -m bench.run --help``. In order, it
 3. starts the local model server (with batching when it offers
    ``--enable_batching``) and the gateway under gunicorn, measures the
    gateway's start-up, the bytes it sends per image, then N concurrent
-   clients posting photos (ours), and the workers' memory afterwards;
+   clients posting photos (ours), single requests alternated with raw
+   batch-1 calls (the N=1 latency target), and the workers' memory
+   afterwards;
 4. starts the baseline (``bench/baseline_app.py``: Flask calling Keras
    in-process, gunicorn with one sync worker) and runs the same clients;
 5. times ``gateway.imaging.decode_image`` on a 6000x4000 JPEG;
@@ -38,6 +40,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 from bench import load, probes, raw, report
 from tools import stack
@@ -80,6 +84,7 @@ SMOKE = {
     "raw_batch_sizes": [1, 2],
     "raw_seconds": 1.0,
     "raw_max_calls": 3,
+    "pairs": 2,
     "decode_repeats": 3,
 }
 """What ``--smoke`` sets: tiny counts, a few seconds in all."""
@@ -119,6 +124,13 @@ def parse_args(argv):
     )
     add("--raw-seconds", type=float, default=15.0, help="time limit per batch size")
     add("--raw-max-calls", type=int, default=200, help="call limit per batch size")
+    add(
+        "--pairs",
+        type=int,
+        default=40,
+        help="N=1 latency: raw batch-1 calls and single requests to ours, "
+        "alternated, this many of each",
+    )
     add("--workers", type=int, default=2, help="gateway gunicorn workers")
     add(
         "--threads",
@@ -295,10 +307,17 @@ class Results:
     decode_ms: tuple | None = None
     large_jpeg_bytes: int = 0
     load_before: tuple = ()
+    interleaved: tuple | None = None
+    """``(raw p50 ms, ours p50 ms, pairs)`` of the alternated N=1 calls."""
 
 
 def measure_raw(results, args, photos, fp32_dir, bf16_dir):
-    """Times the exported signatures in-process (fp32, then bf16)."""
+    """Times the exported signatures in-process (fp32, then bf16).
+
+    Returns:
+        A function running the fp32 signature on one photo, for
+        ``measure_interleaved``.
+    """
     from gateway.config import DEFAULTS
     from gateway.imaging import decode_image
 
@@ -307,13 +326,14 @@ def measure_raw(results, args, photos, fp32_dir, bf16_dir):
         for path in photos
     ]
     fp32 = raw.load_signature(fp32_dir)
+    raw_one = raw.caller(fp32, pixels)
     results.raw = raw.measure_batches(
         fp32, pixels, args.raw_batch_sizes, args.raw_seconds, args.raw_max_calls, "raw"
     )
     for stats in results.raw:
         say(report.format_table([stats]).splitlines()[-1])
     if bf16_dir is None:
-        return
+        return raw_one
 
     best = max(results.raw, key=lambda stats: stats.throughput).concurrency
     bf16 = raw.load_signature(bf16_dir)
@@ -333,6 +353,8 @@ def measure_raw(results, args, photos, fp32_dir, bf16_dir):
         ),
         len(pixels),
     )
+
+    return raw_one
 
 
 def start_model_server(results, args, fp32_base, log_dir):
@@ -365,8 +387,10 @@ def start_model_server(results, args, fp32_base, log_dir):
     return process
 
 
-def measure_ours(results, args, photos, uploads, model_server, log_dir):
-    """The gateway in front of ``model_server``: start-up, bytes, load, memory."""
+def measure_ours(results, args, photos, uploads, model_server, log_dir, raw_one):
+    """The gateway in front of ``model_server``: start-up, bytes, load, memory,
+    and N=1 latency alternated with ``raw_one`` (see ``measure_interleaved``).
+    """
     port = stack.free_port()
     started = time.perf_counter()
     gateway = stack.start_gateway(
@@ -390,6 +414,7 @@ def measure_ours(results, args, photos, uploads, model_server, log_dir):
         say(f"PredictRequest bytes per photo: {results.request_bytes}")
 
         results.ours = run_servers_load(url + "/api/v1/classify", uploads, args, "ours")
+        measure_interleaved(results, args, url + "/api/v1/classify", uploads, raw_one)
 
         for pid in probes.child_pids(gateway.pid):
             results.worker_rss[pid] = probes.resident_bytes(pid)
@@ -397,6 +422,28 @@ def measure_ours(results, args, photos, uploads, model_server, log_dir):
                 results.workers_with_tensorflow.append(pid)
     finally:
         gateway.stop()
+
+
+def measure_interleaved(results, args, url, uploads, raw_one):
+    """Times single requests to ours against raw batch-1 calls, alternated.
+
+    The N=1 target compares two latencies; measured minutes apart, they
+    would differ as much by the machine's drift as by our overhead.
+    """
+    post = load.poster(url, uploads)
+    try:
+        raw_ms, ours_ms = load.interleaved_latencies(raw_one, post, args.pairs)
+    finally:
+        post.session.close()
+    results.interleaved = (
+        float(np.median(raw_ms)),
+        float(np.median(ours_ms)),
+        args.pairs,
+    )
+    say(
+        f"N=1 alternated with raw batch 1, {args.pairs} pairs: p50 ours "
+        f"{results.interleaved[1]:.1f} ms, raw {results.interleaved[0]:.1f} ms"
+    )
 
 
 def measure_baseline(results, args, uploads, log_dir):
@@ -475,11 +522,7 @@ def evaluate(results, bf16_hardware):
             detail=f"at N={n}",
             condition=f" at N={BASELINE_COMPARE_CLIENTS}",
         ),
-        report.at_most(
-            "ours p50 at N=1 / raw batch-1 p50",
-            ours_one.p50 / raw_one.p50 if ours_one else None,
-            GOAL_LATENCY_OVER_RAW,
-        ),
+        _latency_target(results, ours_one, raw_one),
         report.at_most(
             "gateway worker RSS (largest worker)",
             rss / 1e6 if rss else None,
@@ -506,6 +549,25 @@ def evaluate(results, bf16_hardware):
         ),
         _bf16_target(results, raw_best, bf16_hardware),
     ]
+
+
+def _latency_target(results, ours_one, raw_one):
+    name = "ours p50 at N=1 / raw batch-1 p50"
+    if results.interleaved:
+        raw_p50, ours_p50, pairs = results.interleaved
+        return report.at_most(
+            name,
+            ours_p50 / raw_p50,
+            GOAL_LATENCY_OVER_RAW,
+            detail=f"alternated, {pairs} pairs",
+        )
+
+    return report.at_most(
+        name,
+        ours_one.p50 / raw_one.p50 if ours_one else None,
+        GOAL_LATENCY_OVER_RAW,
+        detail="table rows",
+    )
 
 
 def _bf16_target(results, raw_best, bf16_hardware):
@@ -548,6 +610,12 @@ def describe(results, args, cpu, photos):
             f"({results.large_jpeg_bytes:,} bytes, {LARGE_JPEG_SOURCE} upscaled)"
         )
     threads = f"{args.threads}" if args.threads else "gunicorn.conf.py's"
+    interleaved = "not measured"
+    if results.interleaved:
+        raw_p50, ours_p50, pairs = results.interleaved
+        interleaved = (
+            f"p50 ours {ours_p50:.1f} ms, raw {raw_p50:.1f} ms ({pairs} pairs)"
+        )
     startup = "not measured"
     if results.startup_seconds is not None:
         startup = f"{results.startup_seconds:.2f} s"
@@ -588,6 +656,7 @@ def describe(results, args, cpu, photos):
             f"after {args.warmup} warm-up requests",
         ),
         ("gateway start-up (to /readyz 200)", startup),
+        ("N=1 latency, alternated with raw batch-1 calls", interleaved),
         ("gateway worker RSS", rss or "not measured"),
         ("PredictRequest bytes per image", request_bytes or "not measured"),
         ("decode + resize, 6000x4000 JPEG", decode),
@@ -638,7 +707,7 @@ def main(argv=None):
         bf16_base = export(args.work_dir / "models" / "bf16", args, "bf16", log_dir)
 
     stage("raw: the exported model in-process")
-    measure_raw(
+    raw_one = measure_raw(
         results,
         args,
         photos,
@@ -650,12 +719,16 @@ def main(argv=None):
     if args.model_server:
         results.batching = f"as configured in the server at {args.model_server}"
         wait_for_model(args.model_server)
-        measure_ours(results, args, photos, uploads, args.model_server, log_dir)
+        measure_ours(
+            results, args, photos, uploads, args.model_server, log_dir, raw_one
+        )
     else:
         model_server = start_model_server(results, args, fp32_base, log_dir)
         try:
             wait_for_model(model_server.target, model_server)
-            measure_ours(results, args, photos, uploads, model_server.target, log_dir)
+            measure_ours(
+                results, args, photos, uploads, model_server.target, log_dir, raw_one
+            )
         finally:
             model_server.stop()
 

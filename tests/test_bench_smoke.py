@@ -99,6 +99,18 @@ def test_smoke_prints_every_target_with_a_status(smoke):
     # The probes measured something, whatever the speed.
     assert "target TensorFlow mapped in gateway workers: none (goal none) MET" in lines
     assert "bf16 vs fp32 on the photos: top-5 agrees (in order) on 8/8" in stdout
+    # The N=1 target comes from the alternated calls, not the table rows.
+    assert re.search(
+        r"^N=1 latency, alternated with raw batch-1 calls: "
+        r"p50 ours [\d.]+ ms, raw [\d.]+ ms \(2 pairs\)$",
+        stdout,
+        re.MULTILINE,
+    )
+    assert any(
+        line.startswith("target ours p50 at N=1 / raw batch-1 p50: ")
+        and "(alternated, 2 pairs)" in line
+        for line in lines
+    ), lines
 
 
 def test_smoke_writes_the_report_with_the_machine(smoke):
