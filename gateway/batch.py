@@ -30,7 +30,7 @@ def classify_batch():
     flask.g.body_limit = config["MAX_BATCH_BYTES"]
     flask.request.max_content_length = config["MAX_BATCH_BYTES"] + 64 * 1024
     request = flask.request
-    body = read_json_body(request)
+    body = read_json_body(request, example='{"urls": ["https://...", ...]}')
     top_k = read_top_k(request, body)
     for name in ("fetch", "decode", "inference"):
         flask.g.stages.setdefault(name, 0.0)

@@ -24,20 +24,23 @@ UI_ROUTES = ("/", "/url", "/upload")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
 
 
-def read_json_body(request):
-    """Returns the JSON object of the request, or None when it sent no JSON."""
+def read_json_body(request, example='{"url": "https://..."}'):
+    """Returns the JSON object of the request, or None when it sent no JSON.
+
+    ``example`` shows the expected object in the error messages.
+    """
     if not request.is_json:
         return None
     try:
         body = request.get_json()
+    except werkzeug.exceptions.ClientDisconnected:
+        raise
     except werkzeug.exceptions.BadRequest:
         raise BadRequest(
-            'the body is not valid JSON; send an object such as {"url": "https://..."}'
+            f"the body is not valid JSON; send an object such as {example}"
         ) from None
     if not isinstance(body, dict):
-        raise BadRequest(
-            'the JSON body must be an object such as {"url": "https://..."}'
-        )
+        raise BadRequest(f"the JSON body must be an object such as {example}")
 
     return body
 

@@ -120,6 +120,15 @@ def test_malformed_json_is_named_as_such(client):
     )
 
 
+def test_batch_json_errors_show_the_batch_shape(client):
+    response = client.post("/api/v1/classify/batch", json=["https://a.example/a.jpg"])
+
+    assert response.status_code == 400
+    assert problem(response)["detail"] == (
+        'the JSON body must be an object such as {"urls": ["https://...", ...]}'
+    )
+
+
 def test_wrong_method_is_json_405_with_allow(client):
     response = client.get("/api/v1/classify")
 
