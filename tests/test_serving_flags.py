@@ -53,7 +53,9 @@ def test_runner_batches_with_the_file_when_enabled():
         assert isinstance(direct, DirectRunner)
         assert isinstance(batcher, Batcher)
         assert batcher.options.max_batch_size == 16
-        assert batcher.options.allowed_batch_sizes == (1, 2, 4, 8, 16)
+        assert batcher.options.num_batch_threads == 2
+        assert batcher.options.batch_timeout_seconds == 0.0
+        assert batcher.options.allowed_batch_sizes == ()
     finally:
         batcher.stop()
 
