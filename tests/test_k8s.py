@@ -129,6 +129,16 @@ def dockerfile_instructions(path):
     return instructions
 
 
+def model_server_image_args():
+    """The model server image's CMD, the flags it starts with."""
+    (cmd,) = [
+        rest
+        for word, rest in dockerfile_instructions(ROOT / "serving" / "Dockerfile")
+        if word == "CMD"
+    ]
+    return json.loads(cmd)
+
+
 def resource_id(doc):
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
@@ -372,6 +382,7 @@ def test_model_server_args_name_files_the_config_map_mounts():
     data = named("ConfigMap", CONFIG_MAP)["data"]
     deployments = selected_deployments({"app.kubernetes.io/name": "model-server"})
     assert len(deployments) == 2
+    batching = read_batching_config(ROOT / "serving" / "batching.config")
 
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
@@ -400,7 +411,6 @@ def test_model_server_args_name_files_the_config_map_mounts():
         cpu_limit = container["resources"]["limits"]["cpu"]
         assert flags["--tensorflow_intra_op_parallelism"] == "1"
         assert flags["--tensorflow_inter_op_parallelism"] == cpu_limit
-        batching = read_batching_config(ROOT / "serving" / "batching.config")
         assert str(batching.num_batch_threads.value) == cpu_limit
 
 
@@ -409,12 +419,7 @@ def test_local_processes_run_with_the_images_settings():
     for word, rest in dockerfile_instructions(ROOT / "gateway" / "Dockerfile"):
         if word == "ENV":
             image_env.update(pair.split("=", 1) for pair in shlex.split(rest))
-    (cmd,) = [
-        rest
-        for word, rest in dockerfile_instructions(ROOT / "serving" / "Dockerfile")
-        if word == "CMD"
-    ]
-    image_flags = flag_values(json.loads(cmd))
+    image_flags = flag_values(model_server_image_args())
 
     for name, value in stack.GATEWAY_ENV.items():
         assert image_env[name] == value
@@ -423,12 +428,7 @@ def test_local_processes_run_with_the_images_settings():
 
 
 def test_model_server_args_are_the_images_own():
-    (cmd,) = [
-        rest
-        for word, rest in dockerfile_instructions(ROOT / "serving" / "Dockerfile")
-        if word == "CMD"
-    ]
-    image_args = json.loads(cmd)
+    image_args = model_server_image_args()
     copies = [
         shlex.split(rest)
         for word, rest in dockerfile_instructions(ROOT / "serving" / "Dockerfile")
