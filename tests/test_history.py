@@ -7,6 +7,7 @@ Rows are recorded straight into the store here; the end-to-end tests
 import datetime
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -322,7 +323,16 @@ def test_full_queue_drops_and_counts(tmp_path):
 
     locker = sqlite3.connect(path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    for n in range(1, 11):
+    # The writer takes the first row alone and blocks on the lock with it;
+    # recorded while it was still gathering a batch, a second row would go
+    # with it and leave room for one more in the queue.
+    store.record(sample_row(T0 + datetime.timedelta(seconds=1)))
+    deadline = time.monotonic() + 10
+    while not store._queue.empty():
+        assert time.monotonic() < deadline, "the writer never took the first row"
+        time.sleep(0.01)
+    time.sleep(0.5)
+    for n in range(2, 11):
         store.record(sample_row(T0 + datetime.timedelta(seconds=n)))
     stats = store.stats()
     locker.execute("COMMIT")
